@@ -1,0 +1,1 @@
+//! Numbers: dense tensors on faer.

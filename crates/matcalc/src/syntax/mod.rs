@@ -1,0 +1,2 @@
+//! Surface syntax: lexer, Pratt parser, declarations.
+pub mod ast;
