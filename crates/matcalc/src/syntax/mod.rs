@@ -1,2 +1,8 @@
 //! Surface syntax: lexer, Pratt parser, declarations.
 pub mod ast;
+pub mod decl;
+pub mod lexer;
+pub mod parser;
+
+pub use decl::parse_decls;
+pub use parser::parse_expr;

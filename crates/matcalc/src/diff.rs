@@ -1,0 +1,228 @@
+//! Reverse-mode differentiation on the DAG.
+//!
+//! The derivative of a node `f` of shape `O` with respect to a variable of shape
+//! `S` is a node of shape `O ++ S` (output axes first): a gradient for scalar `f`,
+//! a Jacobian `J[i,j] = ∂fᵢ/∂xⱼ` for vectors, a tensor beyond. Every adjoint
+//! carries the output axes as a prefix, so one sweep serves all orders, and a
+//! second derivative is this same code applied to a first derivative.
+
+use crate::ir::{Func, Graph, Id, Labels, Node};
+use rustc_hash::FxHashMap;
+
+/// The derivatives of `f` with respect to each variable (indices into `g.vars`).
+pub fn derivatives(g: &mut Graph, f: Id, vars: &[usize]) -> Vec<Id> {
+    let p = g.order(f);
+    let o = Labels::range(0, p);
+    let dep = g.depends_on(&[f], vars);
+    let order = g.topo_order(&[f]);
+    let mut contribs: FxHashMap<Id, Vec<Id>> = FxHashMap::default();
+    let mut var_bar: FxHashMap<usize, Id> = FxHashMap::default();
+    if dep[f.index()] {
+        let seed = identity_seed(g, f);
+        contribs.insert(f, vec![seed]);
+    }
+    for &v in order.iter().rev() {
+        if !dep[v.index()] {
+            continue;
+        }
+        let Some(list) = contribs.remove(&v) else { continue };
+        let bar = g.add(&list);
+        let push = |g: &Graph, child: Id, c: Id, contribs: &mut FxHashMap<Id, Vec<Id>>| {
+            if dep[child.index()] && !g.is_zero(c) {
+                contribs.entry(child).or_default().push(c);
+            }
+        };
+        let q = g.order(v);
+        let sv = Labels::range(p as u8, q);
+        let node = g.node(v).clone();
+        match node {
+            Node::Var(i) => {
+                var_bar.insert(i as usize, bar);
+            }
+            Node::Const(_) | Node::Fill(..) | Node::Literal(..) | Node::Delta(_) => {}
+            Node::Add(ts) => {
+                for &t in ts.iter() {
+                    push(g, t, bar, &mut contribs);
+                }
+            }
+            Node::Mul(a, b, s1, s2, s3) => {
+                let sh = |l: u8| l + p as u8;
+                let (s1, s2, s3) = (s1.map(sh), s2.map(sh), s3.map(sh));
+                let bar_l = o.concat(&s3);
+                for (x, y, sx, sy) in [(a, b, s1, s2), (b, a, s2, s1)] {
+                    if !dep[x.index()] {
+                        continue;
+                    }
+                    // x̄[O, sx] = Σ v̄[O, s3] · y[sy], broadcasting over labels only x had.
+                    let missing: Vec<u8> = sx.iter().copied().filter(|l| !s3.has(*l) && !sy.has(*l)).collect();
+                    let (yy, yl) = if missing.is_empty() {
+                        (y, sy)
+                    } else {
+                        let dims = missing.iter().map(|&l| g.shape(x)[sx.pos(l).unwrap()]).collect();
+                        let ones = g.ones(dims);
+                        let ml = Labels::from_slice(&missing);
+                        let yl = sy.concat(&missing);
+                        (g.mul(y, ones, sy, ml, yl), yl)
+                    };
+                    let c = g.mul(bar, yy, bar_l, yl, o.concat(&sx));
+                    push(g, x, c, &mut contribs);
+                }
+            }
+            Node::Reindex(a, ia, out) => {
+                let sh = |l: u8| l + p as u8;
+                let (ia, out) = (ia.map(sh), out.map(sh));
+                let missing: Vec<u8> = ia.iter().copied().filter(|l| !out.has(*l)).collect();
+                let c = if missing.is_empty() {
+                    g.reindex(bar, o.concat(&out), o.concat(&ia))
+                } else {
+                    let dims = missing.iter().map(|&l| g.shape(a)[ia.pos(l).unwrap()]).collect();
+                    let ones = g.ones(dims);
+                    g.mul(bar, ones, o.concat(&out), Labels::from_slice(&missing), o.concat(&ia))
+                };
+                push(g, a, c, &mut contribs);
+            }
+            Node::Map(f, x) => {
+                let d = func_derivative(g, f, x, v);
+                let c = g.mul(bar, d, o.concat(&sv), sv, o.concat(&sv));
+                push(g, x, c, &mut contribs);
+            }
+            Node::Pow(x, e) => {
+                let e = e.get();
+                let pw = g.pow(x, e - 1.0);
+                let d = g.scale(e, pw);
+                let c = g.mul(bar, d, o.concat(&sv), sv, o.concat(&sv));
+                push(g, x, c, &mut contribs);
+            }
+            Node::Inv(x) => {
+                // Ā = −Vᵀ V̄ Vᵀ
+                let (i, j, k, l) = (p as u8, p as u8 + 1, p as u8 + 2, p as u8 + 3);
+                let t = g.mul(bar, v, o.concat(&[k, l]), Labels::from_slice(&[j, l]), o.concat(&[k, j]));
+                let u = g.mul(v, t, Labels::from_slice(&[k, i]), o.concat(&[k, j]), o.concat(&[i, j]));
+                let c = g.neg(u);
+                push(g, x, c, &mut contribs);
+            }
+            Node::Det(x) => {
+                // Ā = v̄ · det(X) · X⁻ᵀ
+                let inv = g.inv(x);
+                let it = g.transpose(inv);
+                let dit = g.times(v, it);
+                let s2 = Labels::range(p as u8, 2);
+                let c = g.mul(bar, dit, o, s2, o.concat(&s2));
+                push(g, x, c, &mut contribs);
+            }
+            Node::LogDet(x) => {
+                let inv = g.inv(x);
+                let it = g.transpose(inv);
+                let s2 = Labels::range(p as u8, 2);
+                let c = g.mul(bar, it, o, s2, o.concat(&s2));
+                push(g, x, c, &mut contribs);
+            }
+            Node::LogSumExp(x) => {
+                let sm = g.softmax(x);
+                let sx = Labels::range(p as u8, g.order(x));
+                let c = g.mul(bar, sm, o, sx, o.concat(&sx));
+                push(g, x, c, &mut contribs);
+            }
+            Node::Softmax(x) => {
+                // x̄ = v̄ ⊙ s − (v̄ · s) s
+                let t1 = g.mul(bar, v, o.concat(&sv), sv, o.concat(&sv));
+                let u = g.mul(bar, v, o.concat(&sv), sv, o);
+                let t2 = g.mul(u, v, o, sv, o.concat(&sv));
+                let c = g.sub(t1, t2);
+                push(g, x, c, &mut contribs);
+            }
+        }
+    }
+    vars.iter()
+        .map(|&vi| {
+            let mut shape = g.shape(f).to_vec();
+            shape.extend_from_slice(&g.vars[vi].shape);
+            let d = var_bar.get(&vi).copied().unwrap_or_else(|| g.zeros(shape));
+            if g.vars[vi].symmetric && g.vars[vi].shape.len() == 2 {
+                // The gradient restricted to symmetric matrices: (G + Gᵀ)/2.
+                let (i, j) = (p as u8, p as u8 + 1);
+                let gt = g.reindex(d, o.concat(&[i, j]), o.concat(&[j, i]));
+                let s = g.add(&[d, gt]);
+                g.scale(0.5, s)
+            } else {
+                d
+            }
+        })
+        .collect()
+}
+
+/// The identity on `f`'s shape: `δ[o₁,s₁]·δ[o₂,s₂]…` with output axes first.
+fn identity_seed(g: &mut Graph, f: Id) -> Id {
+    let shape = g.shape(f).to_vec();
+    let p = shape.len();
+    if p == 0 {
+        return g.constant(1.0);
+    }
+    let mut t = g.delta(shape[0]);
+    let mut labels = vec![0u8, p as u8];
+    for (k, &d) in shape.iter().enumerate().skip(1) {
+        let dk = g.delta(d);
+        let mut out = labels.clone();
+        out.extend([k as u8, (p + k) as u8]);
+        t = g.mul(
+            t,
+            dk,
+            Labels::from_slice(&labels),
+            Labels::from_slice(&[k as u8, (p + k) as u8]),
+            Labels::from_slice(&out),
+        );
+        labels = out;
+    }
+    let natural: Vec<u8> = (0..2 * p as u8).collect();
+    g.reindex(t, Labels::from_slice(&labels), Labels::from_slice(&natural))
+}
+
+/// f'(x) as a node of x's shape; `v` is the node `f(x)` itself (reused where the
+/// derivative is written in terms of the value).
+fn func_derivative(g: &mut Graph, f: Func, x: Id, v: Id) -> Id {
+    let shape = g.shape(x).to_vec();
+    match f {
+        Func::Sin => g.map(Func::Cos, x),
+        Func::Cos => {
+            let s = g.map(Func::Sin, x);
+            g.neg(s)
+        }
+        Func::Tan => {
+            let c = g.map(Func::Cos, x);
+            g.pow(c, -2.0)
+        }
+        Func::Asin | Func::Acos => {
+            let ones = g.ones(shape);
+            let x2 = g.pow(x, 2.0);
+            let d = g.sub(ones, x2);
+            let r = g.pow(d, -0.5);
+            if f == Func::Acos {
+                g.neg(r)
+            } else {
+                r
+            }
+        }
+        Func::Atan => {
+            let ones = g.ones(shape);
+            let x2 = g.pow(x, 2.0);
+            let d = g.add(&[ones, x2]);
+            g.pow(d, -1.0)
+        }
+        Func::Exp => v,
+        Func::Log => g.pow(x, -1.0),
+        Func::Abs => g.map(Func::Sign, x),
+        Func::Sign | Func::Step => g.zeros(shape),
+        Func::Tanh => {
+            let ones = g.ones(shape);
+            let v2 = g.pow(v, 2.0);
+            g.sub(ones, v2)
+        }
+        Func::Sigmoid => {
+            let ones = g.ones(shape);
+            let one_minus = g.sub(ones, v);
+            g.hadamard(v, one_minus)
+        }
+        Func::Softplus => g.map(Func::Sigmoid, x),
+        Func::Relu => g.map(Func::Step, x),
+    }
+}

@@ -1,0 +1,735 @@
+//! Smart constructors: every node is built through these, which apply local
+//! simplification rules and canonicalize (operand order, label numbering), then
+//! intern. Children are already in normal form, so one pass is enough: building
+//! is linear in the number of nodes built.
+//!
+//! Rules (each is one `match` arm or one `if` below):
+//! - constants fold; `0·x = 0`, `x + 0 = x`, `1·x = x`, `x^1 = x`, `x^0 = 1`
+//! - scalar factors float to the top of products; like terms in sums combine
+//!   (`2x − x = x`, `x'y + y'x = 2x'y` because both are the same node)
+//! - transposes are index permutations: absorbed into products, pushed through
+//!   sums and elementwise functions down to the leaves; `(A')' = A`; `S' = S` for
+//!   symmetric S
+//! - Kronecker deltas contract away (`A·I = A`, `δᵢⱼ bⱼ = bᵢ`)
+//! - products of ones are sums; equal bases in Hadamard products add exponents
+//! - `log(exp x) = x`, `exp(log x) = x`, `log det X = logdet X`, `inv(inv X) = X`
+
+use super::{Dim, Func, Graph, Id, Labels, Node, Shape, F64};
+
+impl Graph {
+    // ---------------------------------------------------------------- leaves
+
+    /// A scalar constant.
+    pub fn constant(&mut self, v: f64) -> Id {
+        self.intern(Node::Const(F64::new(v)), Vec::new())
+    }
+
+    /// A tensor filled with `v` (a scalar constant when the shape is empty).
+    pub fn fill(&mut self, v: f64, shape: Shape) -> Id {
+        if shape.is_empty() {
+            return self.constant(v);
+        }
+        self.intern(Node::Fill(F64::new(v), shape.clone()), shape)
+    }
+
+    /// Zeros of a shape.
+    pub fn zeros(&mut self, shape: Shape) -> Id {
+        self.fill(0.0, shape)
+    }
+
+    /// Ones of a shape.
+    pub fn ones(&mut self, shape: Shape) -> Id {
+        self.fill(1.0, shape)
+    }
+
+    /// The identity matrix of size `d`.
+    pub fn delta(&mut self, d: Dim) -> Id {
+        self.intern(Node::Delta(d), vec![d, d])
+    }
+
+    /// A literal tensor (row-major). All-equal literals become fills.
+    pub fn literal(&mut self, data: &[f64], shape: Shape) -> Id {
+        if let Some(&first) = data.first() {
+            if data.iter().all(|&v| v == first) {
+                return self.fill(first, shape);
+            }
+        }
+        let bits: Box<[F64]> = data.iter().map(|&v| F64::new(v)).collect();
+        self.intern(Node::Literal(bits, shape.clone()), shape)
+    }
+
+    // ------------------------------------------------------------- queries
+
+    /// The value of a scalar constant.
+    pub fn const_value(&self, id: Id) -> Option<f64> {
+        match self.node(id) {
+            Node::Const(c) => Some(c.get()),
+            _ => None,
+        }
+    }
+
+    /// The value shared by every entry, for constants and fills.
+    pub fn uniform_value(&self, id: Id) -> Option<f64> {
+        match self.node(id) {
+            Node::Const(c) | Node::Fill(c, _) => Some(c.get()),
+            _ => None,
+        }
+    }
+
+    /// Whether the node is identically zero.
+    pub fn is_zero(&self, id: Id) -> bool {
+        self.uniform_value(id) == Some(0.0)
+    }
+
+    /// Split `c·x` into `(c, x)`; anything else is `(1, id)`. Constants split
+    /// into their value and the unit constant (or ones).
+    pub fn split_scale(&mut self, id: Id) -> (f64, Id) {
+        match self.node(id).clone() {
+            Node::Const(c) if c.get() != 1.0 => (c.get(), self.constant(1.0)),
+            Node::Fill(c, sh) if c.get() != 1.0 => (c.get(), self.ones(sh)),
+            Node::Mul(k, x, s1, s2, s3) if s1.is_empty() && s2 == s3 => match self.const_value(k) {
+                Some(c) => (c, x),
+                None => (1.0, id),
+            },
+            _ => (1.0, id),
+        }
+    }
+
+    /// Split `x^p` into `(x, p)`; anything else is `(id, 1)`.
+    fn split_pow(&self, id: Id) -> (Id, f64) {
+        match self.node(id) {
+            Node::Pow(x, p) => (*x, p.get()),
+            _ => (id, 1.0),
+        }
+    }
+
+    /// If the node is a pure permutation `Reindex`, its operand and labels.
+    fn as_permutation(&self, id: Id) -> Option<(Id, Labels, Labels)> {
+        match self.node(id) {
+            Node::Reindex(x, ix, ox) if ix.len() == ox.len() => Some((*x, *ix, *ox)),
+            _ => None,
+        }
+    }
+
+    /// Whether a node is a symmetric matrix by construction.
+    pub fn is_symmetric(&self, id: Id) -> bool {
+        match self.node(id) {
+            Node::Delta(_) => true,
+            Node::Var(v) => self.vars[*v as usize].symmetric,
+            Node::Fill(_, sh) => sh.len() == 2 && sh[0] == sh[1],
+            _ => false,
+        }
+    }
+
+    // ------------------------------------------------------------- scaling
+
+    /// `c·x`.
+    pub fn scale(&mut self, c: f64, x: Id) -> Id {
+        if c == 1.0 {
+            return x;
+        }
+        if c == 0.0 {
+            let sh = self.shape(x).to_vec();
+            return self.zeros(sh);
+        }
+        match self.node(x).clone() {
+            Node::Const(d) => return self.constant(c * d.get()),
+            Node::Fill(d, sh) => return self.fill(c * d.get(), sh),
+            _ => {}
+        }
+        let (d, y) = self.split_scale(x);
+        if d != 1.0 {
+            return self.scale(c * d, y);
+        }
+        let k = self.constant(c);
+        let l = Labels::range(0, self.order(x));
+        let sh = self.shape(x).to_vec();
+        self.intern(Node::Mul(k, x, Labels::EMPTY, l, l), sh)
+    }
+
+    /// `-x`.
+    pub fn neg(&mut self, x: Id) -> Id {
+        self.scale(-1.0, x)
+    }
+
+    // ------------------------------------------------------------- sums
+
+    /// The sum of terms of one shape (at least one term).
+    pub fn add(&mut self, terms: &[Id]) -> Id {
+        assert!(!terms.is_empty(), "add needs a term");
+        let shape = self.shape(terms[0]).to_vec();
+        let mut flat = Vec::with_capacity(terms.len());
+        let mut stack: Vec<Id> = terms.iter().rev().copied().collect();
+        while let Some(t) = stack.pop() {
+            match self.node(t) {
+                Node::Add(ts) => stack.extend(ts.iter().rev().copied()),
+                _ => flat.push(t),
+            }
+        }
+        // Combine like terms: c1·x + c2·x = (c1 + c2)·x.
+        let mut bases: Vec<(Id, f64)> = Vec::new();
+        let mut index = rustc_hash::FxHashMap::default();
+        for t in flat {
+            if self.is_zero(t) {
+                continue;
+            }
+            let (c, b) = self.split_scale(t);
+            match index.get(&b) {
+                Some(&i) => {
+                    let e: &mut (Id, f64) = &mut bases[i];
+                    e.1 += c;
+                }
+                None => {
+                    index.insert(b, bases.len());
+                    bases.push((b, c));
+                }
+            }
+        }
+        bases.retain(|&(_, c)| c != 0.0);
+        match bases.len() {
+            0 => return self.zeros(shape),
+            1 => return self.scale(bases[0].1, bases[0].0),
+            _ => {}
+        }
+        if let Some(r) = self.factor_common(&bases) {
+            return r;
+        }
+        // A common factor moves out: 2a − 2b = 2(a − b), −a − b = −(a + b).
+        let m = bases[0].1.abs();
+        if bases.iter().all(|&(_, c)| c.abs() == m) {
+            let common = if bases.iter().all(|&(_, c)| c < 0.0) { -m } else { m };
+            if common != 1.0 {
+                let inner: Vec<Id> = bases.iter().map(|&(b, c)| self.scale(c / common, b)).collect();
+                let s = self.add_raw(inner, shape);
+                return self.scale(common, s);
+            }
+        }
+        let scaled: Vec<Id> = bases.iter().map(|&(b, c)| self.scale(c, b)).collect();
+        self.add_raw(scaled, shape)
+    }
+
+    /// `A·x + B·x = (A + B)·x`: terms that are products sharing one operand (with
+    /// the same index roles) are combined into one product.
+    fn factor_common(&mut self, bases: &[(Id, f64)]) -> Option<Id> {
+        type Key = (Id, Labels, Labels, Labels);
+        let mut groups: rustc_hash::FxHashMap<Key, Vec<(usize, Id, Labels)>> = rustc_hash::FxHashMap::default();
+        let mut first: Option<Key> = None;
+        for (k, &(t, _)) in bases.iter().enumerate() {
+            let Node::Mul(x, y, s1, s2, s3) = self.node(t).clone() else { continue };
+            for (shared, ls, other, lo) in [(y, s2, x, s1), (x, s1, y, s2)] {
+                if self.uniform_value(shared).is_some() || self.const_value(other).is_some() {
+                    continue;
+                }
+                let mut sorted = lo.to_vec();
+                sorted.sort();
+                let key = (shared, ls, s3, Labels::from_slice(&sorted));
+                let g = groups.entry(key).or_default();
+                if !g.iter().any(|e| e.0 == k) {
+                    g.push((k, other, lo));
+                }
+                if g.len() == 2 && first.is_none() {
+                    first = Some(key);
+                }
+            }
+        }
+        let key = first?;
+        let group = groups.remove(&key)?;
+        let (shared, ls, s3, _) = key;
+        let l1 = group[0].2;
+        let others: Vec<Id> = group
+            .iter()
+            .map(|&(k, o, lo)| {
+                let r = self.reindex(o, lo, l1);
+                self.scale(bases[k].1, r)
+            })
+            .collect();
+        let sum = self.add(&others);
+        let combined = self.mul(sum, shared, l1, ls, s3);
+        let mut rest: Vec<Id> = bases
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| !group.iter().any(|e| e.0 == *k))
+            .map(|(_, &(b, c))| self.scale(c, b))
+            .collect();
+        rest.push(combined);
+        Some(self.add(&rest))
+    }
+
+    fn add_raw(&mut self, mut terms: Vec<Id>, shape: Shape) -> Id {
+        terms.sort();
+        self.intern(Node::Add(terms.into_boxed_slice()), shape)
+    }
+
+    /// `a − b`.
+    pub fn sub(&mut self, a: Id, b: Id) -> Id {
+        let nb = self.neg(b);
+        self.add(&[a, nb])
+    }
+
+    // ------------------------------------------------------------- products
+
+    fn out_shape(&self, a: Id, b: Id, s1: &[u8], s2: &[u8], s3: &[u8]) -> Shape {
+        s3.iter()
+            .map(|&l| match s1.iter().position(|&x| x == l) {
+                Some(p) => self.shape(a)[p],
+                None => self.shape(b)[s2.iter().position(|&x| x == l).expect("output label not in operands")],
+            })
+            .collect()
+    }
+
+    /// The general product `out[s3] = Σ a[s1]·b[s2]` over labels not in `s3`.
+    pub fn mul(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels) -> Id {
+        debug_assert_eq!(s1.len(), self.order(a), "{:?} {s1:?}", self.node(a));
+        debug_assert_eq!(s2.len(), self.order(b), "{:?} {s2:?}", self.node(b));
+        debug_assert!(s1.iter().enumerate().all(|(i, l)| !s1[..i].contains(l)));
+        debug_assert!(s2.iter().enumerate().all(|(i, l)| !s2[..i].contains(l)));
+        debug_assert!(s3.iter().all(|l| s1.has(*l) || s2.has(*l)));
+        debug_assert!(s1.iter().enumerate().all(|(i, l)| match s2.pos(*l) {
+            Some(j) => self.shape(a)[i] == self.shape(b)[j],
+            None => true,
+        }));
+        let shape = self.out_shape(a, b, &s1, &s2, &s3);
+        if self.is_zero(a) || self.is_zero(b) {
+            return self.zeros(shape);
+        }
+        // Scalar factors float up.
+        let (ca, a) = self.split_scale(a);
+        let (cb, b) = self.split_scale(b);
+        if ca * cb != 1.0 {
+            let inner = self.mul(a, b, s1, s2, s3);
+            return self.scale(ca * cb, inner);
+        }
+        // Units and ones.
+        if self.const_value(a) == Some(1.0) {
+            return self.reindex(b, s2, s3);
+        }
+        if self.const_value(b) == Some(1.0) {
+            return self.reindex(a, s1, s3);
+        }
+        if self.uniform_value(a) == Some(1.0) && s1.iter().all(|l| s2.has(*l)) {
+            return self.reindex(b, s2, s3);
+        }
+        if self.uniform_value(b) == Some(1.0) && s2.iter().all(|l| s1.has(*l)) {
+            return self.reindex(a, s1, s3);
+        }
+        // Kronecker deltas contract away.
+        if let Some(r) = self.eliminate_delta(a, b, s1, s2, s3) {
+            return r;
+        }
+        if let Some(r) = self.eliminate_delta(b, a, s2, s1, s3) {
+            return r;
+        }
+        if let Some(r) = self.reassociate_delta(a, b, s1, s2, s3) {
+            return r;
+        }
+        if let Some(r) = self.reassociate_delta(b, a, s2, s1, s3) {
+            return r;
+        }
+        if let Some(r) = self.merge_scalings(a, b, s1, s2, s3) {
+            return r;
+        }
+        if let Some(r) = self.merge_scalings(b, a, s2, s1, s3) {
+            return r;
+        }
+        // Transposes are absorbed into the product's labels.
+        if let Some((x, ix, ox)) = self.as_permutation(a) {
+            let s1x = ix.map(|l| s1[ox.pos(l).unwrap()]);
+            return self.mul(x, b, s1x, s2, s3);
+        }
+        if let Some((y, iy, oy)) = self.as_permutation(b) {
+            let s2y = iy.map(|l| s2[oy.pos(l).unwrap()]);
+            return self.mul(a, y, s1, s2y, s3);
+        }
+        // Hadamard products of equal bases add exponents: x .* x = x.^2.
+        let elementwise = s1.len() == s3.len() && s2.len() == s3.len() && s1.iter().all(|l| s2.has(*l) && s3.has(*l));
+        if elementwise {
+            let (xa, pa) = self.split_pow(a);
+            let (xb, pb) = self.split_pow(b);
+            if xa == xb && s1 == s2 {
+                let p = self.pow(xa, pa + pb);
+                return self.reindex(p, s1, s3);
+            }
+        }
+        self.intern_mul(a, b, s1, s2, s3, shape)
+    }
+
+    fn intern_mul(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels, shape: Shape) -> Id {
+        let (a, b, s1, s2) = if a > b { (b, a, s2, s1) } else { (a, b, s1, s2) };
+        // Canonical labels: output labels 0.., then the rest by first appearance.
+        let mut map = [u8::MAX; 256];
+        let mut next = 0u8;
+        for &l in s3.iter().chain(s1.iter()).chain(s2.iter()) {
+            if map[l as usize] == u8::MAX {
+                map[l as usize] = next;
+                next += 1;
+            }
+        }
+        let f = |l: u8| map[l as usize];
+        self.intern(Node::Mul(a, b, s1.map(f), s2.map(f), s3.map(f)), shape)
+    }
+
+    /// `δ[p,q]·b[s2]` where one delta label is contracted into `b` and the other
+    /// does not occur in `b`: rename it.
+    fn eliminate_delta(&mut self, d: Id, b: Id, sd: Labels, s2: Labels, s3: Labels) -> Option<Id> {
+        if !matches!(self.node(d), Node::Delta(_)) {
+            return None;
+        }
+        let (p, q) = (sd[0], sd[1]);
+        for (x, y) in [(p, q), (q, p)] {
+            if s2.has(x) && !s3.has(x) && !s2.has(y) {
+                let s2r = s2.map(|l| if l == x { y } else { l });
+                return Some(self.reindex(b, s2r, s3));
+            }
+        }
+        None
+    }
+
+    /// `(δ·v)·b` where the delta would contract away against `b`: compute `v·b`
+    /// first, then let the delta rename an index.
+    fn reassociate_delta(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels) -> Option<Id> {
+        let Node::Mul(x, y, t1, t2, t3) = self.node(a).clone() else { return None };
+        let (d, v, td, tv) = if matches!(self.node(x), Node::Delta(_)) {
+            (x, y, t1, t2)
+        } else if matches!(self.node(y), Node::Delta(_)) {
+            (y, x, t2, t1)
+        } else {
+            return None;
+        };
+        // Put the inner product's labels into the outer namespace: t3[k] ↦ s1[k];
+        // inner-only (contracted) labels get fresh ones.
+        let mut fresh = s1.iter().chain(s2.iter()).chain(s3.iter()).copied().max().unwrap_or(0) + 1;
+        let mut map = [u8::MAX; 256];
+        for (k, &l) in t3.iter().enumerate() {
+            map[l as usize] = s1[k];
+        }
+        for &l in td.iter().chain(tv.iter()) {
+            if map[l as usize] == u8::MAX {
+                map[l as usize] = fresh;
+                fresh += 1;
+            }
+        }
+        let f = |l: u8| map[l as usize];
+        let (dd, vv) = (td.map(f), tv.map(f));
+        // Labels that must survive v·b: those of the output or of the delta.
+        let need = |l: &u8| s3.has(*l) || dd.has(*l);
+        let mut w: Vec<u8> = Vec::new();
+        for &l in vv.iter().chain(s2.iter()) {
+            if need(&l) && !w.contains(&l) {
+                w.push(l);
+            }
+        }
+        let wl = Labels::from_slice(&w);
+        // Only worth it when the delta then eliminates.
+        let (p, q) = (dd[0], dd[1]);
+        let eliminates = [(p, q), (q, p)].iter().any(|&(x, y)| wl.has(x) && !s3.has(x) && !wl.has(y));
+        if !eliminates || w.len() > super::labels::MAX_ORDER {
+            return None;
+        }
+        let vb = self.mul(v, b, vv, s2, wl);
+        Some(self.mul(d, vb, dd, wl, s3))
+    }
+
+    /// `v ⊙ (w ⊙ M)`-shaped products: `a[s1]·(x[..]·y[..])` where every label of
+    /// `a` is a label of `x` that survives the inner product. Multiply `a` and `x`
+    /// first, so `Diag(v) Diag(w) M` becomes `Diag(v ⊙ w) M`.
+    fn merge_scalings(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels) -> Option<Id> {
+        if s1.is_empty() {
+            return None;
+        }
+        let Node::Mul(x, y, t1, t2, t3) = self.node(b).clone() else { return None };
+        let mut fresh = s1.iter().chain(s2.iter()).chain(s3.iter()).copied().max().unwrap_or(0) + 1;
+        let mut map = [u8::MAX; 256];
+        for (k, &l) in t3.iter().enumerate() {
+            map[l as usize] = s2[k];
+        }
+        for &l in t1.iter().chain(t2.iter()) {
+            if map[l as usize] == u8::MAX {
+                map[l as usize] = fresh;
+                fresh += 1;
+            }
+        }
+        let f = |l: u8| map[l as usize];
+        for (p, q, tp, tq) in [(x, y, t1, t2), (y, x, t2, t1)] {
+            let (lp, lq) = (tp.map(f), tq.map(f));
+            // p's labels must all be visible outside the inner product and cover a's.
+            if !tp.iter().all(|l| t3.has(*l)) || !s1.iter().all(|l| lp.has(*l)) || self.order(p) == 0 {
+                continue;
+            }
+            // Only merge like with like: a and p of the same order (both scalings).
+            // … and the other inner operand is the thing being scaled (bigger), so
+            // chains of equals (a ⊙ (p ⊙ q)) are left alone and this terminates.
+            if lp.len() != s1.len() || lq.len() <= s1.len() {
+                continue;
+            }
+            let ap = self.mul(a, p, s1, lp, lp);
+            return Some(self.mul(ap, q, lp, lq, s3));
+        }
+        None
+    }
+
+    /// Permute and/or sum axes: `out[o] = Σ a[i]` over labels of `i` not in `o`.
+    pub fn reindex(&mut self, a: Id, ia: Labels, out: Labels) -> Id {
+        debug_assert_eq!(ia.len(), self.order(a));
+        debug_assert!(out.iter().all(|l| ia.has(*l)));
+        if ia == out {
+            return a;
+        }
+        let shape: Shape = out.iter().map(|&l| self.shape(a)[ia.pos(l).unwrap()]).collect();
+        if self.is_zero(a) {
+            return self.zeros(shape);
+        }
+        let (c, a) = self.split_scale(a);
+        if c != 1.0 {
+            let r = self.reindex(a, ia, out);
+            return self.scale(c, r);
+        }
+        let perm = ia.len() == out.len();
+        let node = self.node(a).clone();
+        match node {
+            Node::Fill(v, _) if perm => return self.fill(v.get(), shape),
+            Node::Delta(n) if perm => return self.delta(n),
+            Node::Delta(n) if out.len() == 1 => return self.ones(vec![n]),
+            Node::Var(_) if perm && self.is_symmetric(a) => return a,
+            Node::Reindex(x, ix, ox) => {
+                let mut fresh = ia.iter().copied().max().unwrap_or(0) + 1;
+                let v: Vec<u8> = ix
+                    .iter()
+                    .map(|&l| match ox.pos(l) {
+                        Some(k) => ia[k],
+                        None => {
+                            fresh += 1;
+                            fresh - 1
+                        }
+                    })
+                    .collect();
+                let ixx = Labels::from_slice(&v);
+                return self.reindex(x, ixx, out);
+            }
+            Node::Mul(x, y, t1, t2, t3) => {
+                let mut fresh = ia.iter().copied().max().unwrap_or(0) + 1;
+                let mut map = [u8::MAX; 256];
+                for (k, &l) in t3.iter().enumerate() {
+                    map[l as usize] = ia[k];
+                }
+                for &l in t1.iter().chain(t2.iter()) {
+                    if map[l as usize] == u8::MAX {
+                        map[l as usize] = fresh;
+                        fresh += 1;
+                    }
+                }
+                let f = |l: u8| map[l as usize];
+                return self.mul(x, y, t1.map(f), t2.map(f), out);
+            }
+            Node::Add(ts) if perm => {
+                let ts: Vec<Id> = ts.iter().map(|&t| self.reindex(t, ia, out)).collect();
+                return self.add(&ts);
+            }
+            Node::Map(f, x) if perm => {
+                let r = self.reindex(x, ia, out);
+                return self.map(f, r);
+            }
+            Node::Pow(x, p) if perm => {
+                let r = self.reindex(x, ia, out);
+                return self.pow(r, p.get());
+            }
+            _ => {}
+        }
+        // Canonical labels: output 0.., then summed ones.
+        let mut map = [u8::MAX; 256];
+        let mut next = 0u8;
+        for &l in out.iter().chain(ia.iter()) {
+            if map[l as usize] == u8::MAX {
+                map[l as usize] = next;
+                next += 1;
+            }
+        }
+        let f = |l: u8| map[l as usize];
+        self.intern(Node::Reindex(a, ia.map(f), out.map(f)), shape)
+    }
+
+    // ------------------------------------------------------------- functions
+
+    /// An elementwise function.
+    pub fn map(&mut self, f: Func, x: Id) -> Id {
+        match self.node(x).clone() {
+            Node::Const(c) => return self.constant(f.apply(c.get())),
+            Node::Fill(c, sh) => return self.fill(f.apply(c.get()), sh),
+            Node::Map(Func::Exp, y) if f == Func::Log => return y,
+            Node::Map(Func::Log, y) if f == Func::Exp => return y,
+            Node::Map(Func::Abs, _) if f == Func::Abs => return x,
+            Node::Det(y) if f == Func::Log => return self.logdet(y),
+            _ => {}
+        }
+        let sh = self.shape(x).to_vec();
+        self.intern(Node::Map(f, x), sh)
+    }
+
+    /// An elementwise power with a constant exponent.
+    pub fn pow(&mut self, x: Id, p: f64) -> Id {
+        if p == 1.0 {
+            return x;
+        }
+        let sh = self.shape(x).to_vec();
+        if p == 0.0 {
+            return self.ones(sh);
+        }
+        match self.node(x).clone() {
+            Node::Const(c) => return self.constant(c.get().powf(p)),
+            Node::Fill(c, sh) => return self.fill(c.get().powf(p), sh),
+            Node::Pow(y, q) if p.fract() == 0.0 => return self.pow(y, q.get() * p),
+            _ => {}
+        }
+        let (c, y) = self.split_scale(x);
+        if c != 1.0 && (c > 0.0 || p.fract() == 0.0) {
+            let r = self.pow(y, p);
+            return self.scale(c.powf(p), r);
+        }
+        self.intern(Node::Pow(x, F64::new(p)), sh)
+    }
+
+    /// Matrix inverse.
+    pub fn inv(&mut self, x: Id) -> Id {
+        match self.node(x).clone() {
+            Node::Inv(y) => return y,
+            Node::Delta(_) => return x,
+            _ => {}
+        }
+        if let Some((y, iy, oy)) = self.as_permutation(x) {
+            let r = self.inv(y);
+            return self.reindex(r, iy, oy);
+        }
+        let (c, y) = self.split_scale(x);
+        if c != 1.0 {
+            let r = self.inv(y);
+            return self.scale(1.0 / c, r);
+        }
+        let sh = self.shape(x).to_vec();
+        self.intern(Node::Inv(x), sh)
+    }
+
+    /// Determinant.
+    pub fn det(&mut self, x: Id) -> Id {
+        if let Some((y, ..)) = self.as_permutation(x) {
+            return self.det(y);
+        }
+        match self.node(x).clone() {
+            Node::Delta(_) => return self.constant(1.0),
+            Node::Inv(y) => {
+                let d = self.det(y);
+                return self.pow(d, -1.0);
+            }
+            _ => {}
+        }
+        self.intern(Node::Det(x), Vec::new())
+    }
+
+    /// log |det|.
+    pub fn logdet(&mut self, x: Id) -> Id {
+        if let Some((y, ..)) = self.as_permutation(x) {
+            return self.logdet(y);
+        }
+        match self.node(x).clone() {
+            Node::Delta(_) => return self.constant(0.0),
+            Node::Inv(y) => {
+                let d = self.logdet(y);
+                return self.neg(d);
+            }
+            _ => {}
+        }
+        self.intern(Node::LogDet(x), Vec::new())
+    }
+
+    /// log Σ exp over all entries.
+    pub fn logsumexp(&mut self, x: Id) -> Id {
+        self.intern(Node::LogSumExp(x), Vec::new())
+    }
+
+    /// Softmax of a vector.
+    pub fn softmax(&mut self, x: Id) -> Id {
+        let sh = self.shape(x).to_vec();
+        self.intern(Node::Softmax(x), sh)
+    }
+
+    // ------------------------------------------------------------- matrix-level helpers
+
+    /// Labels `0..order(x)`.
+    pub fn natural(&self, x: Id) -> Labels {
+        Labels::range(0, self.order(x))
+    }
+
+    /// Matrix/vector product by orders: M·M, M·v, v·M (i.e. Mᵀv), v·v (inner).
+    pub fn matmul(&mut self, a: Id, b: Id) -> Id {
+        let l = Labels::from_slice;
+        match (self.order(a), self.order(b)) {
+            (2, 2) => self.mul(a, b, l(&[0, 2]), l(&[2, 1]), l(&[0, 1])),
+            (2, 1) => self.mul(a, b, l(&[0, 1]), l(&[1]), l(&[0])),
+            (1, 2) => self.mul(a, b, l(&[1]), l(&[1, 0]), l(&[0])),
+            (1, 1) => self.mul(a, b, l(&[0]), l(&[0]), Labels::EMPTY),
+            (0, _) | (_, 0) => self.times(a, b),
+            _ => panic!("matmul of orders {} and {}", self.order(a), self.order(b)),
+        }
+    }
+
+    /// Product with a scalar on either side (or elementwise product of equal shapes).
+    pub fn times(&mut self, a: Id, b: Id) -> Id {
+        let (la, lb) = (self.natural(a), self.natural(b));
+        let out = if la.len() >= lb.len() { la } else { lb };
+        self.mul(a, b, la, lb, out)
+    }
+
+    /// Outer product of two vectors.
+    pub fn outer(&mut self, a: Id, b: Id) -> Id {
+        let l = Labels::from_slice;
+        self.mul(a, b, l(&[0]), l(&[1]), l(&[0, 1]))
+    }
+
+    /// Elementwise product of equal shapes (a scalar side broadcasts).
+    pub fn hadamard(&mut self, a: Id, b: Id) -> Id {
+        self.times(a, b)
+    }
+
+    /// Transpose of a matrix.
+    pub fn transpose(&mut self, a: Id) -> Id {
+        let l = Labels::from_slice;
+        self.reindex(a, l(&[0, 1]), l(&[1, 0]))
+    }
+
+    /// Sum of all entries.
+    pub fn sum_all(&mut self, a: Id) -> Id {
+        let l = self.natural(a);
+        self.reindex(a, l, Labels::EMPTY)
+    }
+
+    /// Trace of a square matrix.
+    pub fn trace(&mut self, a: Id) -> Id {
+        let n = self.shape(a)[0];
+        let d = self.delta(n);
+        let l = Labels::from_slice;
+        self.mul(a, d, l(&[0, 1]), l(&[0, 1]), Labels::EMPTY)
+    }
+
+    /// The diagonal matrix of a vector.
+    pub fn diag_matrix(&mut self, v: Id) -> Id {
+        let n = self.shape(v)[0];
+        let d = self.delta(n);
+        let l = Labels::from_slice;
+        self.mul(v, d, l(&[0]), l(&[0, 1]), l(&[0, 1]))
+    }
+
+    /// The diagonal of a square matrix, as a vector.
+    pub fn diag_vector(&mut self, a: Id) -> Id {
+        let n = self.shape(a)[0];
+        let d = self.delta(n);
+        let l = Labels::from_slice;
+        self.mul(a, d, l(&[0, 1]), l(&[0, 1]), l(&[0]))
+    }
+
+    /// A scalar broadcast to a shape.
+    pub fn broadcast(&mut self, s: Id, shape: Shape) -> Id {
+        if shape.is_empty() {
+            return s;
+        }
+        let ones = self.ones(shape);
+        self.times(s, ones)
+    }
+}

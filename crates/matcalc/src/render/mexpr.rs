@@ -1,0 +1,534 @@
+//! Notation recovery: turn index-notation IR nodes back into matrix notation.
+//!
+//! [`M`] is a small matrix-level expression tree (products, transposes,
+//! Hadamard products, functions) built from the IR by recognizing each product's
+//! index pattern (`A[i,k]·B[k,j] → A B`, `v[i]·A[i,j] → Diag(v) A`, …). Transposes
+//! are pushed to the leaves as the tree is built, scalar factors go to the front.
+
+use crate::ir::{Dim, Func, Graph, Id, Labels, Node};
+use rustc_hash::FxHashMap;
+
+/// A matrix-notation expression.
+#[derive(Clone, Debug, PartialEq)]
+pub enum M {
+    /// A variable or a named intermediate.
+    Name(String),
+    /// A number.
+    Num(f64),
+    /// The identity matrix of a size.
+    Eye(String),
+    /// A constant-filled vector (`vector(c)`) or matrix (`matrix(c)`).
+    Fill(f64, usize),
+    /// A literal matrix: rows.
+    Literal(Vec<Vec<f64>>, usize),
+    /// A sum of terms.
+    Add(Vec<M>),
+    /// A product chain (matrix products and scalings); numbers come first.
+    Prod(Vec<M>),
+    /// An elementwise product chain.
+    Had(Vec<M>),
+    /// Elementwise division `a ./ b` (or scalar `a / b`).
+    Div(Box<M>, Box<M>),
+    /// Transpose of a leaf.
+    T(Box<M>),
+    /// Elementwise power (scalar power on scalars).
+    Pow(Box<M>, f64),
+    /// A function application (`sin`, `tr`, `inv`, `diag`, `Diag`, `norm2`, `sum`, …).
+    Call(&'static str, Vec<M>),
+    /// Index notation, for tensors with no matrix form: the text and the order.
+    Index(String),
+}
+
+impl M {
+    fn is_num(&self) -> bool {
+        matches!(self, M::Num(_))
+    }
+
+    /// The number of nodes (to bound the size of nested output).
+    pub fn size(&self) -> usize {
+        1 + match self {
+            M::Add(v) | M::Prod(v) | M::Had(v) | M::Call(_, v) => v.iter().map(M::size).sum(),
+            M::Div(a, b) => a.size() + b.size(),
+            M::T(a) | M::Pow(a, _) => a.size(),
+            _ => 0,
+        }
+    }
+}
+
+/// Negate.
+pub fn neg(m: M) -> M {
+    scale(-1.0, m)
+}
+
+/// `c·m` with the number in front of the product.
+pub fn scale(c: f64, m: M) -> M {
+    if c == 1.0 {
+        return m;
+    }
+    match m {
+        M::Num(d) => M::Num(c * d),
+        M::Prod(mut fs) => {
+            if let Some(M::Num(d)) = fs.first_mut() {
+                *d *= c;
+                if *d == 1.0 {
+                    fs.remove(0);
+                    return if fs.len() == 1 { fs.pop().unwrap() } else { M::Prod(fs) };
+                }
+                return M::Prod(fs);
+            }
+            fs.insert(0, M::Num(c));
+            M::Prod(fs)
+        }
+        M::Add(ts) if c == -1.0 => M::Add(ts.into_iter().map(neg).collect()),
+        other => M::Prod(vec![M::Num(c), other]),
+    }
+}
+
+/// A product of two factors, flattening chains and moving numbers to the front.
+pub fn prod(a: M, b: M) -> M {
+    let mut fs = Vec::new();
+    let mut c = 1.0;
+    for m in [a, b] {
+        match m {
+            M::Prod(v) => {
+                for f in v {
+                    match f {
+                        M::Num(d) => c *= d,
+                        f => fs.push(f),
+                    }
+                }
+            }
+            M::Num(d) => c *= d,
+            f => fs.push(f),
+        }
+    }
+    let body = match fs.len() {
+        0 => return M::Num(c),
+        1 => fs.pop().unwrap(),
+        _ => M::Prod(fs),
+    };
+    scale(c, body)
+}
+
+/// Hadamard product.
+pub fn had(a: M, b: M) -> M {
+    let (ca, a) = split_num(a);
+    let (cb, b) = split_num(b);
+    let mut fs = Vec::new();
+    for m in [a, b] {
+        match m {
+            M::Had(v) => fs.extend(v),
+            f => fs.push(f),
+        }
+    }
+    // Simple factors (names, function values) first: s ⊙ (W x).
+    fs.sort_by_key(|f| !matches!(f, M::Name(_) | M::Call(..) | M::T(_)));
+    scale(ca * cb, M::Had(fs))
+}
+
+fn split_num(m: M) -> (f64, M) {
+    match m {
+        M::Prod(mut fs) if fs.first().is_some_and(M::is_num) => {
+            let M::Num(c) = fs.remove(0) else { unreachable!() };
+            (c, if fs.len() == 1 { fs.pop().unwrap() } else { M::Prod(fs) })
+        }
+        m => (1.0, m),
+    }
+}
+
+/// Transpose, pushed down to the leaves: (AB)ᵀ = BᵀAᵀ, (A+B)ᵀ = Aᵀ+Bᵀ, (Aᵀ)ᵀ = A.
+/// `order` is the order of `m` (vectors become rows, written `x'`).
+pub fn transpose(m: M, order: usize, symmetric: &dyn Fn(&str) -> bool) -> M {
+    if order == 0 {
+        return m;
+    }
+    match m {
+        M::T(x) => *x,
+        M::Num(_) | M::Eye(_) => m,
+        M::Fill(..) if order == 2 => m,
+        M::Name(ref n) if order == 2 && symmetric(n) => m,
+        M::Call("diag", _) | M::Call("Diag", _) if order == 2 => m,
+        M::Prod(fs) => {
+            // In a vector-valued product the last factor is the vector; every
+            // other factor is a matrix (or a number).
+            let n = fs.len();
+            let mut out: Vec<M> = fs
+                .into_iter()
+                .enumerate()
+                .map(|(k, f)| if f.is_num() { f } else { transpose(f, if k + 1 == n { order } else { 2 }, symmetric) })
+                .collect();
+            out.reverse();
+            if out.last().is_some_and(M::is_num) {
+                let c = out.pop().unwrap();
+                out.insert(0, c);
+            }
+            M::Prod(out)
+        }
+        M::Add(ts) if order == 2 => M::Add(ts.into_iter().map(|t| transpose(t, order, symmetric)).collect()),
+        M::Had(fs) if order == 2 => M::Had(fs.into_iter().map(|t| transpose(t, order, symmetric)).collect()),
+        M::Div(a, b) if order == 2 => {
+            M::Div(Box::new(transpose(*a, order, symmetric)), Box::new(transpose(*b, order, symmetric)))
+        }
+        M::Pow(a, p) if order == 2 => M::Pow(Box::new(transpose(*a, order, symmetric)), p),
+        M::Call(f, mut a) if order == 2 && is_elementwise(f) => {
+            let x = a.pop().unwrap();
+            M::Call(f, vec![transpose(x, order, symmetric)])
+        }
+        other => M::T(Box::new(other)),
+    }
+}
+
+/// Whether a function name applies entrywise.
+pub fn is_elementwise(f: &str) -> bool {
+    Func::from_name(f).is_some() || f == "sqrt"
+}
+
+/// Converts IR nodes to matrix notation; `names` maps nodes to names (cascade form).
+pub struct Recover<'g> {
+    g: &'g Graph,
+    /// Nodes rendered as a name.
+    pub names: FxHashMap<Id, String>,
+    /// Write Hadamard scalings by a named vector as `Diag` matrices (capitalized name).
+    pub diag_form: bool,
+    /// Diag matrices introduced, as (capital name, vector name).
+    pub diag_defs: Vec<(String, String)>,
+}
+
+struct View {
+    m: M,
+    labels: Vec<u8>,
+    eye: bool,
+}
+
+impl<'g> Recover<'g> {
+    /// A converter with no names.
+    pub fn new(g: &'g Graph) -> Recover<'g> {
+        Recover { g, names: FxHashMap::default(), diag_form: false, diag_defs: Vec::new() }
+    }
+
+    fn dim(&self, d: Dim) -> String {
+        self.g.dim_name(d)
+    }
+
+    fn sym(&self) -> impl Fn(&str) -> bool + '_ {
+        // Symmetric variables and Diag matrices are their own transposes.
+        move |n: &str| {
+            self.g.vars.iter().any(|v| v.name == n && v.symmetric) || self.diag_defs.iter().any(|(c, _)| c == n)
+        }
+    }
+
+    fn t(&self, m: M, order: usize) -> M {
+        transpose(m, order, &self.sym())
+    }
+
+    /// Matrix notation for a node (named nodes become their name).
+    pub fn convert(&mut self, id: Id) -> M {
+        if let Some(n) = self.names.get(&id) {
+            return M::Name(n.clone());
+        }
+        self.convert_def(id)
+    }
+
+    /// Matrix notation for a node's own definition (ignoring its own name).
+    pub fn convert_def(&mut self, id: Id) -> M {
+        let g = self.g;
+        if g.order(id) > 2 {
+            return M::Index(self.index_notation(id));
+        }
+        match g.node(id).clone() {
+            Node::Var(v) => M::Name(g.vars[v as usize].name.clone()),
+            Node::Const(c) => M::Num(c.get()),
+            Node::Fill(c, sh) => M::Fill(c.get(), sh.len()),
+            Node::Literal(data, sh) => {
+                let cols = if sh.len() == 2 { data.len() / self.fixed(sh[0]).max(1) } else { 1 };
+                let rows: Vec<Vec<f64>> = data.chunks(cols.max(1)).map(|r| r.iter().map(|v| v.get()).collect()).collect();
+                M::Literal(rows, sh.len())
+            }
+            Node::Delta(n) => M::Eye(self.dim(n)),
+            Node::Add(ts) => {
+                let terms: Vec<M> = ts.iter().map(|&t| self.convert(t)).collect();
+                let mut flat = Vec::new();
+                for t in terms {
+                    match t {
+                        M::Add(v) => flat.extend(v),
+                        t => flat.push(t),
+                    }
+                }
+                // A constant-filled term is a broadcast number: 1 + x.
+                for t in flat.iter_mut() {
+                    if let M::Fill(c, _) = t {
+                        *t = M::Num(*c);
+                    }
+                }
+                // Numbers first, then positive terms: 1 + x, a − b rather than −b + a.
+                flat.sort_by_key(|t| (!matches!(t, M::Num(_)), is_negative(t)));
+                M::Add(flat)
+            }
+            Node::Mul(a, b, s1, s2, s3) => self.product(id, a, b, s1, s2, s3),
+            Node::Reindex(a, ia, out) => {
+                let x = self.convert(a);
+                let order = g.order(a);
+                if ia.len() == out.len() {
+                    return if order == 2 && ia[0] == out[1] { self.t(x, 2) } else { x };
+                }
+                if out.is_empty() {
+                    return M::Call("sum", vec![x]);
+                }
+                // Row or column sums of a matrix: A·1 or Aᵀ·1.
+                let n = g.shape(a)[ia.pos(*ia.iter().find(|l| !out.has(**l)).unwrap()).unwrap()];
+                let _ = n;
+                let ones = M::Fill(1.0, 1);
+                if ia[0] == out[0] {
+                    prod(x, ones)
+                } else {
+                    prod(self.t(x, 2), ones)
+                }
+            }
+            Node::Map(f, a) => M::Call(f.name(), vec![self.convert(a)]),
+            Node::Pow(a, p) => {
+                let p = p.get();
+                if let Node::Mul(x, y, s1, s2, s3) = g.node(a) {
+                    if p == 0.5 && x == y && s1 == s2 && s3.is_empty() {
+                        return M::Call("norm2", vec![self.convert(*x)]);
+                    }
+                }
+                let x = self.convert(a);
+                if p == 0.5 {
+                    M::Call("sqrt", vec![x])
+                } else {
+                    M::Pow(Box::new(x), p)
+                }
+            }
+            Node::Inv(a) => M::Call("inv", vec![self.convert(a)]),
+            Node::Det(a) => M::Call("det", vec![self.convert(a)]),
+            Node::LogDet(a) => M::Call("logdet", vec![self.convert(a)]),
+            Node::LogSumExp(a) => M::Call("logsumexp", vec![self.convert(a)]),
+            Node::Softmax(a) => M::Call("softmax", vec![self.convert(a)]),
+        }
+    }
+
+    fn fixed(&self, d: Dim) -> usize {
+        match d {
+            Dim::Fixed(n) => n as usize,
+            Dim::Sym(_) => 1,
+        }
+    }
+
+    fn view(&mut self, x: Id, labels: &Labels) -> View {
+        let eye = matches!(self.g.node(x), Node::Delta(_));
+        View { m: self.convert(x), labels: labels.to_vec(), eye }
+    }
+
+    /// Sum a view over labels that occur nowhere else.
+    fn presum(&mut self, v: View, keep: &dyn Fn(u8) -> bool) -> View {
+        let drop: Vec<u8> = v.labels.iter().copied().filter(|l| !keep(*l)).collect();
+        if drop.is_empty() {
+            return v;
+        }
+        let ones = M::Fill(1.0, 1);
+        if drop.len() == v.labels.len() {
+            return View { m: M::Call("sum", vec![v.m]), labels: vec![], eye: false };
+        }
+        // Matrix with one summed axis.
+        let (m, kept) = if v.labels[1] == drop[0] {
+            (prod(v.m, ones), v.labels[0])
+        } else {
+            (prod(self.t(v.m, 2), ones), v.labels[1])
+        };
+        View { m, labels: vec![kept], eye: false }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn product(&mut self, id: Id, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels) -> M {
+        let va = self.view(a, &s1);
+        let vb = self.view(b, &s2);
+        let va = self.presum(va, &|l| s2.has(l) || s3.has(l));
+        let vb = self.presum(vb, &|l| s1.has(l) || s3.has(l));
+        match self.pattern(va, vb, &s3) {
+            Some(m) => m,
+            None => M::Index(self.index_notation(id)),
+        }
+    }
+
+    /// Orient a matrix view so its labels read `[first, second]`.
+    fn orient(&self, v: &View, first: u8) -> M {
+        if v.labels[0] == first {
+            v.m.clone()
+        } else {
+            self.t(v.m.clone(), 2)
+        }
+    }
+
+    fn diag_of(&mut self, v: &View) -> M {
+        if self.diag_form {
+            if let M::Name(n) = &v.m {
+                let cap = capitalize(n);
+                if !self.diag_defs.iter().any(|(c, _)| *c == cap) {
+                    self.diag_defs.push((cap.clone(), n.clone()));
+                }
+                return M::Name(cap);
+            }
+        }
+        M::Call("diag", vec![v.m.clone()])
+    }
+
+    fn pattern(&mut self, a: View, b: View, out: &[u8]) -> Option<M> {
+        let (la, lb) = (a.labels.len(), b.labels.len());
+        if la == 0 || lb == 0 {
+            let (s, v) = if la == 0 { (a, b) } else { (b, a) };
+            let body = if v.labels.len() == 2 && v.labels[0] != out[0] { self.t(v.m, 2) } else { v.m };
+            return Some(prod(s.m, body));
+        }
+        if la == 1 && lb == 1 {
+            let (i, j) = (a.labels[0], b.labels[0]);
+            return Some(if i == j {
+                if out.is_empty() {
+                    prod(self.t(a.m, 1), b.m)
+                } else if self.diag_form && matches!(a.m, M::Name(_)) {
+                    prod(self.diag_of(&a), b.m)
+                } else if self.diag_form && matches!(b.m, M::Name(_)) {
+                    prod(self.diag_of(&b), a.m)
+                } else {
+                    had(a.m, b.m)
+                }
+            } else if out == [i, j] {
+                prod(a.m, self.t(b.m, 1))
+            } else {
+                prod(b.m, self.t(a.m, 1))
+            });
+        }
+        if la == 1 || lb == 1 {
+            let (v, m) = if la == 1 { (a, b) } else { (b, a) };
+            let t = v.labels[0];
+            let (p, q) = (m.labels[0], m.labels[1]);
+            if t != p && t != q {
+                return None;
+            }
+            let other = if t == p { q } else { p };
+            if !out.contains(&t) {
+                // Matrix–vector product.
+                return Some(prod(self.orient(&m, other), v.m));
+            }
+            if m.eye {
+                return Some(self.diag_of(&v));
+            }
+            // Diagonal scaling: v[t]·M[t,o] → Diag(v) M, or M Diag(v).
+            let d = self.diag_of(&v);
+            return Some(if out[0] == t { prod(d, self.orient(&m, t)) } else { prod(self.orient(&m, other), d) });
+        }
+        // Two matrices.
+        let shared: Vec<u8> = a.labels.iter().copied().filter(|l| b.labels.contains(l)).collect();
+        let contracted: Vec<u8> = shared.iter().copied().filter(|l| !out.contains(l)).collect();
+        match (shared.len(), contracted.len()) {
+            (1, 1) => {
+                let c = contracted[0];
+                let fa = *a.labels.iter().find(|&&l| l != c).unwrap();
+                let fb = *b.labels.iter().find(|&&l| l != c).unwrap();
+                if a.eye {
+                    return Some(self.orient(&b, fb));
+                }
+                if b.eye {
+                    return Some(self.orient(&a, fa));
+                }
+                let (am, bm) = (self.orient(&a, fa), self.orient(&b, c));
+                Some(if out == [fa, fb] {
+                    prod(am, bm)
+                } else {
+                    prod(self.t(bm, 2), self.t(am, 2))
+                })
+            }
+            (2, 2) => {
+                if a.eye || b.eye {
+                    let m = if a.eye { b.m } else { a.m };
+                    return Some(M::Call("tr", vec![m]));
+                }
+                // Σ A[i,j] B[i,j] = tr(AᵀB); Σ A[i,j] B[j,i] = tr(AB).
+                let bm = self.orient(&b, a.labels[1]);
+                Some(M::Call("tr", vec![prod(a.m, bm)]))
+            }
+            (2, 0) => {
+                if a.eye || b.eye {
+                    let (e, v) = if a.eye { (a, b) } else { (b, a) };
+                    let _ = e;
+                    let d = M::Call("diag", vec![M::Call("diag", vec![v.m])]);
+                    return Some(d);
+                }
+                let bm = self.orient(&b, a.labels[0]);
+                let h = had(a.m, bm);
+                Some(if out[0] == a.labels[0] { h } else { self.t(h, 2) })
+            }
+            (2, 1) => {
+                let h = *shared.iter().find(|l| out.contains(l)).unwrap();
+                if a.eye || b.eye {
+                    let v = if a.eye { b } else { a };
+                    return Some(M::Call("diag", vec![v.m]));
+                }
+                let am = self.orient(&a, h);
+                let bm = self.orient(&b, h);
+                Some(M::Call("diag", vec![prod(am, self.t(bm, 2))]))
+            }
+            _ => None,
+        }
+    }
+
+    /// Index notation for a node: `δᵢⱼ xₖ`-style, with the node's own indices.
+    pub fn index_notation(&mut self, id: Id) -> String {
+        let g = self.g;
+        let letters = ['i', 'j', 'k', 'l', 'm', 'n', 'p', 'q', 'r', 's', 't', 'u', 'v', 'w'];
+        let name = |l: u8| letters.get(l as usize).copied().unwrap_or('z').to_string();
+        let idx = |ls: &[u8]| ls.iter().map(|&l| name(l)).collect::<Vec<_>>().join(",");
+        match g.node(id).clone() {
+            Node::Mul(a, b, s1, s2, s3) => {
+                let sum: Vec<u8> = s1.iter().chain(s2.iter()).copied().filter(|l| !s3.has(*l)).collect::<Vec<_>>();
+                let mut sum_u = Vec::new();
+                for l in sum {
+                    if !sum_u.contains(&l) {
+                        sum_u.push(l);
+                    }
+                }
+                let fa = self.operand_text(a);
+                let fb = self.operand_text(b);
+                let s = if sum_u.is_empty() { String::new() } else { format!("Σ_{} ", idx(&sum_u)) };
+                format!("[{s}{fa}[{}]·{fb}[{}]]_{{{}}}", idx(&s1), idx(&s2), idx(&s3))
+            }
+            Node::Reindex(a, ia, out) => {
+                let fa = self.operand_text(a);
+                format!("[{fa}[{}]]_{{{}}}", idx(&ia), idx(&out))
+            }
+            _ => {
+                let m = self.convert_def(id);
+                format!("{m:?}")
+            }
+        }
+    }
+
+    fn operand_text(&mut self, x: Id) -> String {
+        if let Node::Delta(_) = self.g.node(x) {
+            return "δ".to_string();
+        }
+        let m = self.convert(x);
+        let s = super::print::print(&m, &super::print::Style::TEXT);
+        if matches!(m, M::Name(_) | M::Call(..)) {
+            s
+        } else {
+            format!("({s})")
+        }
+    }
+}
+
+fn is_negative(m: &M) -> bool {
+    match m {
+        M::Num(c) => *c < 0.0,
+        M::Prod(fs) => matches!(fs.first(), Some(M::Num(c)) if *c < 0.0),
+        _ => false,
+    }
+}
+
+/// `s` → `S`, `w1` → `W1`.
+pub fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
