@@ -1,1 +1,346 @@
-fn main() {}
+//! `matcalc`: symbolic matrix calculus on the command line.
+
+mod report;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use matcalc::error::{Error, ErrorKind, Origin};
+use matcalc::eval::{check, interp, values, Tensor};
+use matcalc::render::{self, print::Style, Form};
+use matcalc::Problem;
+use std::io::Read;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "matcalc", version, about = "Symbolic matrix calculus: derivatives of matrix expressions, checked numerically")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Differentiate an expression and print the derivative.
+    Derive(DeriveArgs),
+    /// Evaluate an expression and its derivatives at given values.
+    Eval(EvalArgs),
+    /// Check derivatives against finite differences at random points.
+    Check(CheckArgs),
+}
+
+#[derive(Args, Clone)]
+struct Input {
+    /// The expression (`-` reads it from standard input).
+    expr: Option<String>,
+    /// Read the expression from a file.
+    #[arg(long, value_name = "PATH")]
+    file: Option<String>,
+    /// Declarations, e.g. 'W1: matrix(r, 100); r: dim in 1..95' (repeatable).
+    #[arg(long = "decl", value_name = "DECLS")]
+    decls: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Text,
+    Expr,
+    Latex,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum FormArg {
+    Nested,
+    Cascade,
+    Diag,
+}
+
+#[derive(Args)]
+struct DeriveArgs {
+    #[command(flatten)]
+    input: Input,
+    /// Variable to differentiate by (repeatable).
+    #[arg(long, value_name = "NAME", required = true)]
+    wrt: Vec<String>,
+    /// Derivative order.
+    #[arg(long, default_value_t = 1)]
+    order: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Nested expression, named cascade, or cascade with Diag matrices.
+    #[arg(long, value_enum, default_value_t = FormArg::Nested)]
+    form: FormArg,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    input: Input,
+    /// Values: a JSON file, or NAME=FILE.npy (repeatable).
+    #[arg(long, value_name = "VALUES", required = true)]
+    at: Vec<String>,
+    /// Variable to differentiate by (repeatable).
+    #[arg(long, value_name = "NAME")]
+    wrt: Vec<String>,
+    /// Derivative order.
+    #[arg(long, default_value_t = 1)]
+    order: usize,
+    /// Dimension values NAME=VALUE (repeatable).
+    #[arg(long = "dim", value_name = "NAME=VALUE")]
+    dims: Vec<String>,
+    /// Print {"value": …, "derivatives": {…}}.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    input: Input,
+    /// Variable to differentiate by (repeatable).
+    #[arg(long, value_name = "NAME", required = true)]
+    wrt: Vec<String>,
+    /// Derivative order.
+    #[arg(long, default_value_t = 1)]
+    order: usize,
+    /// Dimension values NAME=VALUE (repeatable); others are drawn from their ranges.
+    #[arg(long = "dim", value_name = "NAME=VALUE")]
+    dims: Vec<String>,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Number of random points.
+    #[arg(long, default_value_t = 3)]
+    trials: usize,
+    /// Relative tolerance.
+    #[arg(long, default_value_t = 1e-5)]
+    tolerance: f64,
+}
+
+/// A failure of the command: an engine error with its source texts, or a plain message.
+pub struct Failure {
+    error: Error,
+    expr: String,
+    decls: String,
+}
+
+type CmdResult = Result<ExitCode, Failure>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The engine recurses over expression trees; give it room.
+    let child = std::thread::Builder::new().stack_size(1 << 30).spawn(move || run(cli));
+    match child.map(|h| h.join()) {
+        Ok(Ok(Ok(code))) => code,
+        Ok(Ok(Err(f))) => {
+            report::print_error(&f.error, &f.expr, &f.decls);
+            ExitCode::from(2)
+        }
+        _ => {
+            eprintln!("error: internal failure (this is a bug in matcalc; please report it)");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn run(cli: Cli) -> CmdResult {
+    match cli.command {
+        Command::Derive(a) => derive(a),
+        Command::Eval(a) => eval(a),
+        Command::Check(a) => check_cmd(a),
+    }
+}
+
+fn plain(error: Error) -> Failure {
+    Failure { error, expr: String::new(), decls: String::new() }
+}
+
+fn read_input(i: &Input) -> Result<(String, String), Failure> {
+    let expr = match (&i.expr, &i.file) {
+        (Some(_), Some(_)) => {
+            return Err(plain(Error::new(ErrorKind::Usage, "give the expression or --file, not both")));
+        }
+        (Some(e), None) if e == "-" => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| plain(Error::new(ErrorKind::Usage, format!("cannot read standard input: {e}"))))?;
+            s
+        }
+        (Some(e), None) => e.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+            plain(Error::new(ErrorKind::Usage, format!("cannot read `{path}`: {e}")).hint("--file takes the path of a text file holding the expression"))
+        })?,
+        (None, None) => {
+            return Err(plain(
+                Error::new(ErrorKind::Usage, "no expression given").hint("write it as the first argument, `-` for standard input, or --file PATH"),
+            ))
+        }
+    };
+    let expr = expr.trim_end().to_string();
+    Ok((expr, i.decls.join("; ")))
+}
+
+fn problem(expr: &str, decls: &str) -> Result<Problem, Failure> {
+    Problem::new(expr, decls).map_err(|error| Failure { error, expr: expr.to_string(), decls: decls.to_string() })
+}
+
+fn with_src<'a>(expr: &'a str, decls: &'a str) -> impl Fn(Error) -> Failure + 'a {
+    move |error| Failure { error, expr: expr.to_string(), decls: decls.to_string() }
+}
+
+fn form(f: FormArg) -> Form {
+    match f {
+        FormArg::Nested => Form::Nested,
+        FormArg::Cascade => Form::Cascade,
+        FormArg::Diag => Form::Diag,
+    }
+}
+
+fn derive(a: DeriveArgs) -> CmdResult {
+    let (expr, decls) = read_input(&a.input)?;
+    let mut p = problem(&expr, &decls)?;
+    let err = with_src(&expr, &decls);
+    let ds = p.derive(&a.wrt, a.order).map_err(&err)?;
+    let ids: Vec<_> = ds.iter().map(|d| d.id).collect();
+    let reserved = p.reserved_names();
+    let nested_ok = render::expanded_size(&p.graph, &ids) <= render::MAX_NESTED;
+    let want_nested = a.form == FormArg::Nested || a.format == Format::Expr || a.format == Format::Json;
+    if want_nested && !nested_ok {
+        return Err(err(Error::new(ErrorKind::Limit, "the nested form of this derivative is too large to print")
+            .hint("use --form cascade, which names shared subexpressions and grows linearly")));
+    }
+    match a.format {
+        Format::Expr => {
+            let r = render::recover(&p.graph, &ids, Form::Nested, Some(p.root), &reserved);
+            for m in &r.results {
+                if report::has_index(m) {
+                    return Err(err(Error::new(ErrorKind::Usage, "this derivative is a tensor with no matrix form")
+                        .hint("use --format text or latex to see it in index notation")));
+                }
+            }
+            let (_, lines) = r.lines(&Style::EXPR);
+            for l in lines {
+                println!("{l}");
+            }
+        }
+        Format::Json => println!("{}", report::derive_json(&p, &ds, &reserved)),
+        Format::Text | Format::Latex => {
+            let style = if a.format == Format::Text { Style::TEXT } else { Style::LATEX };
+            print!("{}", report::derive_text(&p, &ds, form(a.form), &style, &reserved));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_dims(dims: &[String]) -> Result<Vec<(String, usize)>, Failure> {
+    dims.iter()
+        .map(|d| {
+            let (n, v) = d.split_once('=').ok_or_else(|| {
+                plain(Error::new(ErrorKind::Usage, format!("--dim `{d}`: expected NAME=VALUE")).hint("e.g. --dim r=5"))
+            })?;
+            let v: usize = v.trim().parse().map_err(|_| {
+                plain(Error::new(ErrorKind::Usage, format!("--dim `{d}`: `{v}` is not a whole number")).hint("e.g. --dim r=5"))
+            })?;
+            Ok((n.trim().to_string(), v))
+        })
+        .collect()
+}
+
+/// Read values: JSON files and NAME=FILE.npy pairs.
+fn read_values(at: &[String]) -> Result<Vec<(String, Tensor)>, Failure> {
+    let mut out: Vec<(String, Tensor)> = Vec::new();
+    for spec in at {
+        let (name, path) = match spec.split_once('=') {
+            Some((n, p)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => (Some(n), p),
+            _ => (None, spec.as_str()),
+        };
+        let bytes = std::fs::read(path).map_err(|e| {
+            plain(Error::new(ErrorKind::Value, format!("cannot read values file `{path}`: {e}"))
+                .hint("--at takes a JSON file mapping names to values, or NAME=FILE.npy"))
+        })?;
+        let new: Vec<(String, Tensor)> = match name {
+            Some(n) => vec![(n.to_string(), values::value_from_npy(&bytes, path).map_err(plain)?)],
+            None => {
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    plain(Error::new(ErrorKind::Value, format!("`{path}` is not a text (JSON) file")).hint("for .npy files write NAME=FILE.npy"))
+                })?;
+                values::values_from_json(&text, path).map_err(plain)?
+            }
+        };
+        for (n, t) in new {
+            out.retain(|(m, _)| *m != n);
+            out.push((n, t));
+        }
+    }
+    Ok(out)
+}
+
+fn eval(a: EvalArgs) -> CmdResult {
+    let (expr, decls) = read_input(&a.input)?;
+    let vals = read_values(&a.at)?;
+    let dims = parse_dims(&a.dims)?;
+    // Names without declarations take their shapes from their values.
+    let declared = matcalc::syntax::parse_decls(&decls)
+        .map_err(|e| Failure { error: e.with_origin(Origin::Decls), expr: expr.clone(), decls: decls.clone() })?;
+    let mut all_decls = decls.clone();
+    for (n, t) in &vals {
+        if declared.iter().any(|d| d.name == *n) {
+            continue;
+        }
+        let d = match t.shape() {
+            [] => format!("{n}: scalar"),
+            [k] => format!("{n}: vector({k})"),
+            [r, c] => format!("{n}: matrix({r}, {c})"),
+            s => {
+                return Err(plain(Error::new(ErrorKind::Value, format!("`{n}` has {} axes; variables are scalars, vectors or matrices", s.len()))))
+            }
+        };
+        if !all_decls.is_empty() {
+            all_decls.push_str("; ");
+        }
+        all_decls.push_str(&d);
+    }
+    let mut p = problem(&expr, &all_decls)?;
+    let err = with_src(&expr, &all_decls);
+    let ds = if a.wrt.is_empty() { Vec::new() } else { p.derive(&a.wrt, a.order).map_err(&err)? };
+    let g = &p.graph;
+    let mut var_values: Vec<Option<Tensor>> = vec![None; g.vars.len()];
+    for (n, t) in vals {
+        match g.var_index(&n) {
+            Some(i) => var_values[i] = Some(t),
+            None => eprintln!("warning: `{n}` is not used by the expression; ignored"),
+        }
+    }
+    let dimv = interp::bind_dims(g, &var_values, &dims).map_err(&err)?;
+    let mut roots = vec![p.root];
+    roots.extend(ds.iter().map(|d| d.id));
+    let out = interp::evaluate(g, &roots, p.root, &var_values, &dimv).map_err(&err)?;
+    for w in &out.warnings {
+        eprintln!("warning: {w}");
+    }
+    // A derivative is keyed by its variable; a mixed one by its variables, comma-separated.
+    let keys: Vec<String> =
+        ds.iter().map(|d| if d.wrt.iter().all(|w| *w == d.wrt[0]) { d.wrt[0].clone() } else { d.wrt.join(",") }).collect();
+    if a.json {
+        let mut derivs = serde_json::Map::new();
+        for (k, t) in keys.iter().zip(&out.values[1..]) {
+            derivs.insert(k.clone(), values::tensor_to_json(t));
+        }
+        let v = serde_json::json!({"value": values::tensor_to_json(&out.values[0]), "derivatives": derivs});
+        println!("{v}");
+    } else {
+        print!("{}", report::value_table(&out.values[0], &keys, &out.values[1..], &ds));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_cmd(a: CheckArgs) -> CmdResult {
+    let (expr, decls) = read_input(&a.input)?;
+    let mut p = problem(&expr, &decls)?;
+    let dims = parse_dims(&a.dims)?;
+    let opts = check::CheckOptions { seed: a.seed, trials: a.trials.max(1), dims, order: a.order, tolerance: a.tolerance, ..Default::default() };
+    let r = check::check(&mut p, &a.wrt, &opts).map_err(with_src(&expr, &decls))?;
+    print!("{}", report::check_text(&r));
+    Ok(if r.passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -5,6 +5,7 @@
 //! * [`linalg`]: inverse, determinant, log-determinant and solves (LU).
 //! * [`values`]: reading variable values from JSON and `.npy`, writing JSON.
 
+pub mod check;
 pub mod interp;
 pub mod linalg;
 pub mod tensor;

@@ -697,7 +697,7 @@ fn contract(a: &Tensor, la: &[u8], b: &Tensor, lb: &[u8], out: &[u8], contracted
             .zip(ad.chunks_exact(m * k))
             .zip(bd.chunks_exact(k * n));
         if m * n * k <= SMALL_GEMM {
-            // Tiny per-batch products (e.g. batched short dot products).
+            // Tiny per-batch products (e.g. batched 2×2 times 2-vector).
             let (ars, acs) = if a_kfirst { (1, m) } else { (k, 1) };
             let (brs, bcs) = if b_kfirst { (n, 1) } else { (1, k) };
             let (crs, ccs) = if c_rowmajor { (n, 1) } else { (1, m) };

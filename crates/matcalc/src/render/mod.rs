@@ -131,3 +131,19 @@ pub fn nested_expr(g: &Graph, id: Id) -> String {
     let m = r.convert(id);
     print::print(&m, &Style::EXPR)
 }
+
+/// How many nodes the nested (fully expanded) form of `roots` would have,
+/// saturating; shared subexpressions count once per use.
+pub fn expanded_size(g: &Graph, roots: &[Id]) -> u64 {
+    let order = g.topo_order(roots);
+    let mut size: FxHashMap<Id, u64> = FxHashMap::default();
+    for &id in &order {
+        let mut s = 1u64;
+        g.node(id).for_each_child(|c| s = s.saturating_add(size[&c]));
+        size.insert(id, s);
+    }
+    roots.iter().fold(0u64, |a, r| a.saturating_add(size[r]))
+}
+
+/// Largest nested form printed before asking for the cascade form.
+pub const MAX_NESTED: u64 = 2_000_000;

@@ -163,3 +163,27 @@ pub struct Decl {
     /// Span of the whole declaration in its source text.
     pub span: Span,
 }
+
+/// Dropping is iterative: a left-deep chain of 200 000 terms must not overflow
+/// the stack when freed.
+impl Drop for Expr {
+    fn drop(&mut self) {
+        fn take(kind: &mut ExprKind, stack: &mut Vec<Expr>) {
+            match std::mem::replace(kind, ExprKind::Missing) {
+                ExprKind::Neg(e) | ExprKind::Transpose(e) => stack.push(*e),
+                ExprKind::Binary(_, a, b) => {
+                    stack.push(*a);
+                    stack.push(*b);
+                }
+                ExprKind::Call { args, .. } => stack.extend(args),
+                ExprKind::Matrix(rows) => stack.extend(rows.into_iter().flatten()),
+                ExprKind::Num(_) | ExprKind::Ident(_) | ExprKind::Missing => {}
+            }
+        }
+        let mut stack = Vec::new();
+        take(&mut self.kind, &mut stack);
+        while let Some(mut e) = stack.pop() {
+            take(&mut e.kind, &mut stack);
+        }
+    }
+}

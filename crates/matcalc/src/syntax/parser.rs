@@ -304,7 +304,10 @@ impl<'a> Parser<'a> {
                             let span = op.span.to(lhs.span);
                             lhs = match op.kind {
                                 Tok::Minus => Expr::new(ExprKind::Neg(Box::new(lhs)), span),
-                                _ => Expr { span, ..lhs },
+                                _ => {
+                                    lhs.span = span;
+                                    lhs
+                                }
                             };
                         }
                         Some(Frame::Infix(op, left, _)) => {
@@ -316,10 +319,7 @@ impl<'a> Parser<'a> {
                         }
                         Some(Frame::Paren(open)) => {
                             let close = self.close(open, Tok::RParen, "the parenthesis")?;
-                            lhs = Expr {
-                                span: open.span.to(close.span),
-                                ..lhs
-                            };
+                            lhs.span = open.span.to(close.span);
                         }
                         Some(Frame::Call {
                             name,
