@@ -11,7 +11,11 @@ use std::io::Read;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "matcalc", version, about = "Symbolic matrix calculus: derivatives of matrix expressions, checked numerically")]
+#[command(
+    name = "matcalc",
+    version,
+    about = "Symbolic matrix calculus: derivatives of matrix expressions, checked numerically"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -119,7 +123,7 @@ struct CheckArgs {
 
 /// A failure of the command: an engine error with its source texts, or a plain message.
 pub struct Failure {
-    error: Error,
+    error: Box<Error>,
     expr: String,
     decls: String,
 }
@@ -129,7 +133,9 @@ type CmdResult = Result<ExitCode, Failure>;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The engine recurses over expression trees; give it room.
-    let child = std::thread::Builder::new().stack_size(1 << 30).spawn(move || run(cli));
+    let child = std::thread::Builder::new()
+        .stack_size(1 << 30)
+        .spawn(move || run(cli));
     match child.map(|h| h.join()) {
         Ok(Ok(Ok(code))) => code,
         Ok(Ok(Err(f))) => {
@@ -152,28 +158,42 @@ fn run(cli: Cli) -> CmdResult {
 }
 
 fn plain(error: Error) -> Failure {
-    Failure { error, expr: String::new(), decls: String::new() }
+    Failure {
+        error: Box::new(error),
+        expr: String::new(),
+        decls: String::new(),
+    }
 }
 
 fn read_input(i: &Input) -> Result<(String, String), Failure> {
     let expr = match (&i.expr, &i.file) {
         (Some(_), Some(_)) => {
-            return Err(plain(Error::new(ErrorKind::Usage, "give the expression or --file, not both")));
+            return Err(plain(Error::new(
+                ErrorKind::Usage,
+                "give the expression or --file, not both",
+            )));
         }
         (Some(e), None) if e == "-" => {
             let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| plain(Error::new(ErrorKind::Usage, format!("cannot read standard input: {e}"))))?;
+            std::io::stdin().read_to_string(&mut s).map_err(|e| {
+                plain(Error::new(
+                    ErrorKind::Usage,
+                    format!("cannot read standard input: {e}"),
+                ))
+            })?;
             s
         }
         (Some(e), None) => e.clone(),
         (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
-            plain(Error::new(ErrorKind::Usage, format!("cannot read `{path}`: {e}")).hint("--file takes the path of a text file holding the expression"))
+            plain(
+                Error::new(ErrorKind::Usage, format!("cannot read `{path}`: {e}"))
+                    .hint("--file takes the path of a text file holding the expression"),
+            )
         })?,
         (None, None) => {
             return Err(plain(
-                Error::new(ErrorKind::Usage, "no expression given").hint("write it as the first argument, `-` for standard input, or --file PATH"),
+                Error::new(ErrorKind::Usage, "no expression given")
+                    .hint("write it as the first argument, `-` for standard input, or --file PATH"),
             ))
         }
     };
@@ -182,11 +202,19 @@ fn read_input(i: &Input) -> Result<(String, String), Failure> {
 }
 
 fn problem(expr: &str, decls: &str) -> Result<Problem, Failure> {
-    Problem::new(expr, decls).map_err(|error| Failure { error, expr: expr.to_string(), decls: decls.to_string() })
+    Problem::new(expr, decls).map_err(|error| Failure {
+        error: Box::new(error),
+        expr: expr.to_string(),
+        decls: decls.to_string(),
+    })
 }
 
 fn with_src<'a>(expr: &'a str, decls: &'a str) -> impl Fn(Error) -> Failure + 'a {
-    move |error| Failure { error, expr: expr.to_string(), decls: decls.to_string() }
+    move |error| Failure {
+        error: Box::new(error),
+        expr: expr.to_string(),
+        decls: decls.to_string(),
+    }
 }
 
 fn form(f: FormArg) -> Form {
@@ -205,18 +233,27 @@ fn derive(a: DeriveArgs) -> CmdResult {
     let ids: Vec<_> = ds.iter().map(|d| d.id).collect();
     let reserved = p.reserved_names();
     let nested_ok = render::expanded_size(&p.graph, &ids) <= render::MAX_NESTED;
-    let want_nested = a.form == FormArg::Nested || a.format == Format::Expr || a.format == Format::Json;
+    let want_nested =
+        a.form == FormArg::Nested || a.format == Format::Expr || a.format == Format::Json;
     if want_nested && !nested_ok {
-        return Err(err(Error::new(ErrorKind::Limit, "the nested form of this derivative is too large to print")
-            .hint("use --form cascade, which names shared subexpressions and grows linearly")));
+        return Err(err(Error::new(
+            ErrorKind::Limit,
+            "the nested form of this derivative is too large to print",
+        )
+        .hint(
+            "use --form cascade, which names shared subexpressions and grows linearly",
+        )));
     }
     match a.format {
         Format::Expr => {
             let r = render::recover(&p.graph, &ids, Form::Nested, Some(p.root), &reserved);
             for m in &r.results {
                 if report::has_index(m) {
-                    return Err(err(Error::new(ErrorKind::Usage, "this derivative is a tensor with no matrix form")
-                        .hint("use --format text or latex to see it in index notation")));
+                    return Err(err(Error::new(
+                        ErrorKind::Usage,
+                        "this derivative is a tensor with no matrix form",
+                    )
+                    .hint("use --format text or latex to see it in index notation")));
                 }
             }
             let (_, lines) = r.lines(&Style::EXPR);
@@ -226,8 +263,15 @@ fn derive(a: DeriveArgs) -> CmdResult {
         }
         Format::Json => println!("{}", report::derive_json(&p, &ds, &reserved)),
         Format::Text | Format::Latex => {
-            let style = if a.format == Format::Text { Style::TEXT } else { Style::LATEX };
-            print!("{}", report::derive_text(&p, &ds, form(a.form), &style, &reserved));
+            let style = if a.format == Format::Text {
+                Style::TEXT
+            } else {
+                Style::LATEX
+            };
+            print!(
+                "{}",
+                report::derive_text(&p, &ds, form(a.form), &style, &reserved)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -237,10 +281,22 @@ fn parse_dims(dims: &[String]) -> Result<Vec<(String, usize)>, Failure> {
     dims.iter()
         .map(|d| {
             let (n, v) = d.split_once('=').ok_or_else(|| {
-                plain(Error::new(ErrorKind::Usage, format!("--dim `{d}`: expected NAME=VALUE")).hint("e.g. --dim r=5"))
+                plain(
+                    Error::new(
+                        ErrorKind::Usage,
+                        format!("--dim `{d}`: expected NAME=VALUE"),
+                    )
+                    .hint("e.g. --dim r=5"),
+                )
             })?;
             let v: usize = v.trim().parse().map_err(|_| {
-                plain(Error::new(ErrorKind::Usage, format!("--dim `{d}`: `{v}` is not a whole number")).hint("e.g. --dim r=5"))
+                plain(
+                    Error::new(
+                        ErrorKind::Usage,
+                        format!("--dim `{d}`: `{v}` is not a whole number"),
+                    )
+                    .hint("e.g. --dim r=5"),
+                )
             })?;
             Ok((n.trim().to_string(), v))
         })
@@ -252,18 +308,36 @@ fn read_values(at: &[String]) -> Result<Vec<(String, Tensor)>, Failure> {
     let mut out: Vec<(String, Tensor)> = Vec::new();
     for spec in at {
         let (name, path) = match spec.split_once('=') {
-            Some((n, p)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => (Some(n), p),
+            Some((n, p))
+                if !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                (Some(n), p)
+            }
             _ => (None, spec.as_str()),
         };
         let bytes = std::fs::read(path).map_err(|e| {
-            plain(Error::new(ErrorKind::Value, format!("cannot read values file `{path}`: {e}"))
-                .hint("--at takes a JSON file mapping names to values, or NAME=FILE.npy"))
+            plain(
+                Error::new(
+                    ErrorKind::Value,
+                    format!("cannot read values file `{path}`: {e}"),
+                )
+                .hint("--at takes a JSON file mapping names to values, or NAME=FILE.npy"),
+            )
         })?;
         let new: Vec<(String, Tensor)> = match name {
-            Some(n) => vec![(n.to_string(), values::value_from_npy(&bytes, path).map_err(plain)?)],
+            Some(n) => vec![(
+                n.to_string(),
+                values::value_from_npy(&bytes, path).map_err(plain)?,
+            )],
             None => {
                 let text = String::from_utf8(bytes).map_err(|_| {
-                    plain(Error::new(ErrorKind::Value, format!("`{path}` is not a text (JSON) file")).hint("for .npy files write NAME=FILE.npy"))
+                    plain(
+                        Error::new(
+                            ErrorKind::Value,
+                            format!("`{path}` is not a text (JSON) file"),
+                        )
+                        .hint("for .npy files write NAME=FILE.npy"),
+                    )
                 })?;
                 values::values_from_json(&text, path).map_err(plain)?
             }
@@ -281,8 +355,11 @@ fn eval(a: EvalArgs) -> CmdResult {
     let vals = read_values(&a.at)?;
     let dims = parse_dims(&a.dims)?;
     // Names without declarations take their shapes from their values.
-    let declared = matcalc::syntax::parse_decls(&decls)
-        .map_err(|e| Failure { error: e.with_origin(Origin::Decls), expr: expr.clone(), decls: decls.clone() })?;
+    let declared = matcalc::syntax::parse_decls(&decls).map_err(|e| Failure {
+        error: Box::new(e.with_origin(Origin::Decls)),
+        expr: expr.clone(),
+        decls: decls.clone(),
+    })?;
     let mut all_decls = decls.clone();
     for (n, t) in &vals {
         if declared.iter().any(|d| d.name == *n) {
@@ -293,7 +370,13 @@ fn eval(a: EvalArgs) -> CmdResult {
             [k] => format!("{n}: vector({k})"),
             [r, c] => format!("{n}: matrix({r}, {c})"),
             s => {
-                return Err(plain(Error::new(ErrorKind::Value, format!("`{n}` has {} axes; variables are scalars, vectors or matrices", s.len()))))
+                return Err(plain(Error::new(
+                    ErrorKind::Value,
+                    format!(
+                        "`{n}` has {} axes; variables are scalars, vectors or matrices",
+                        s.len()
+                    ),
+                )))
             }
         };
         if !all_decls.is_empty() {
@@ -303,7 +386,11 @@ fn eval(a: EvalArgs) -> CmdResult {
     }
     let mut p = problem(&expr, &all_decls)?;
     let err = with_src(&expr, &all_decls);
-    let ds = if a.wrt.is_empty() { Vec::new() } else { p.derive(&a.wrt, a.order).map_err(&err)? };
+    let ds = if a.wrt.is_empty() {
+        Vec::new()
+    } else {
+        p.derive(&a.wrt, a.order).map_err(&err)?
+    };
     let g = &p.graph;
     let mut var_values: Vec<Option<Tensor>> = vec![None; g.vars.len()];
     for (n, t) in vals {
@@ -320,8 +407,16 @@ fn eval(a: EvalArgs) -> CmdResult {
         eprintln!("warning: {w}");
     }
     // A derivative is keyed by its variable; a mixed one by its variables, comma-separated.
-    let keys: Vec<String> =
-        ds.iter().map(|d| if d.wrt.iter().all(|w| *w == d.wrt[0]) { d.wrt[0].clone() } else { d.wrt.join(",") }).collect();
+    let keys: Vec<String> = ds
+        .iter()
+        .map(|d| {
+            if d.wrt.iter().all(|w| *w == d.wrt[0]) {
+                d.wrt[0].clone()
+            } else {
+                d.wrt.join(",")
+            }
+        })
+        .collect();
     if a.json {
         let mut derivs = serde_json::Map::new();
         for (k, t) in keys.iter().zip(&out.values[1..]) {
@@ -330,7 +425,10 @@ fn eval(a: EvalArgs) -> CmdResult {
         let v = serde_json::json!({"value": values::tensor_to_json(&out.values[0]), "derivatives": derivs});
         println!("{v}");
     } else {
-        print!("{}", report::value_table(&out.values[0], &keys, &out.values[1..], &ds));
+        print!(
+            "{}",
+            report::value_table(&out.values[0], &keys, &out.values[1..], &ds)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -339,8 +437,19 @@ fn check_cmd(a: CheckArgs) -> CmdResult {
     let (expr, decls) = read_input(&a.input)?;
     let mut p = problem(&expr, &decls)?;
     let dims = parse_dims(&a.dims)?;
-    let opts = check::CheckOptions { seed: a.seed, trials: a.trials.max(1), dims, order: a.order, tolerance: a.tolerance, ..Default::default() };
+    let opts = check::CheckOptions {
+        seed: a.seed,
+        trials: a.trials.max(1),
+        dims,
+        order: a.order,
+        tolerance: a.tolerance,
+        ..Default::default()
+    };
     let r = check::check(&mut p, &a.wrt, &opts).map_err(with_src(&expr, &decls))?;
     print!("{}", report::check_text(&r));
-    Ok(if r.passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if r.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

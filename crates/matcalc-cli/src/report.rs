@@ -33,7 +33,9 @@ impl Diagnostic for Diag {
         Some(Box::new(self.code))
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.hint.as_ref().map(|h| Box::new(h.clone()) as Box<dyn fmt::Display>)
+        self.hint
+            .as_ref()
+            .map(|h| Box::new(h.clone()) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
         if self.labels.is_empty() {
@@ -75,10 +77,23 @@ pub fn print_error(e: &Error, expr: &str, decls: &str) {
         .labels
         .iter()
         .filter(|l| l.origin == origin && (l.span.end as usize) <= text.len())
-        .map(|l| LabeledSpan::new(Some(l.message.clone()), l.span.start as usize, (l.span.end - l.span.start) as usize))
+        .map(|l| {
+            LabeledSpan::new(
+                Some(l.message.clone()),
+                l.span.start as usize,
+                (l.span.end - l.span.start) as usize,
+            )
+        })
         .collect();
-    let d = Diag { message: e.message.clone(), hint: e.hint.clone(), source: NamedSource::new(name, text.to_string()), labels, code: code(e.kind) };
-    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+    let d = Diag {
+        message: e.message.clone(),
+        hint: e.hint.clone(),
+        source: NamedSource::new(name, text.to_string()),
+        labels,
+        code: code(e.kind),
+    };
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
     let mut out = String::new();
     match handler.render_report(&mut out, &d) {
         Ok(()) => eprint!("{out}"),
@@ -111,12 +126,24 @@ pub fn layout(p: &Problem, d: &Derivative) -> (String, String) {
     if d.wrt.len() == 2 {
         let y = &d.wrt[1];
         if d.wrt[0] == d.wrt[1] {
-            return ("hessian".into(), format!("Hessian: H[i,j] = ∂²f/∂{x}ᵢ∂{x}ⱼ ({shape})"));
+            return (
+                "hessian".into(),
+                format!("Hessian: H[i,j] = ∂²f/∂{x}ᵢ∂{x}ⱼ ({shape})"),
+            );
         }
-        return ("mixed".into(), format!("mixed second derivative: H[i,j] = ∂²f/∂{x}ᵢ∂{y}ⱼ ({shape})"));
+        return (
+            "mixed".into(),
+            format!("mixed second derivative: H[i,j] = ∂²f/∂{x}ᵢ∂{y}ⱼ ({shape})"),
+        );
     }
     if d.wrt.len() > 2 {
-        return ("tensor".into(), format!("derivative of order {}: output axes first ({shape})", d.wrt.len()));
+        return (
+            "tensor".into(),
+            format!(
+                "derivative of order {}: output axes first ({shape})",
+                d.wrt.len()
+            ),
+        );
     }
     match (fo, xo) {
         (0, _) => {
@@ -125,10 +152,19 @@ pub fn layout(p: &Problem, d: &Derivative) -> (String, String) {
             } else {
                 ""
             };
-            ("gradient".into(), format!("gradient: same shape as {x} ({shape}){sym}"))
+            (
+                "gradient".into(),
+                format!("gradient: same shape as {x} ({shape}){sym}"),
+            )
         }
-        (1, 0 | 1) => ("jacobian".into(), format!("Jacobian: J[i,j] = ∂fᵢ/∂{x}ⱼ ({shape})")),
-        _ => ("tensor".into(), format!("tensor: ∂f[output axes]/∂{x}[axes], output axes first ({shape})")),
+        (1, 0 | 1) => (
+            "jacobian".into(),
+            format!("Jacobian: J[i,j] = ∂fᵢ/∂{x}ⱼ ({shape})"),
+        ),
+        _ => (
+            "tensor".into(),
+            format!("tensor: ∂f[output axes]/∂{x}[axes], output axes first ({shape})"),
+        ),
     }
 }
 
@@ -137,19 +173,39 @@ fn label(d: &Derivative, style: &Style) -> String {
     let latex = style.flavour == Flavour::Latex;
     let name = |w: &str| render::print::print(&M::Name(w.to_string()), style);
     if n == 1 {
-        return if latex { format!("\\frac{{\\partial f}}{{\\partial {}}}", name(&d.wrt[0])) } else { format!("∂f/∂{}", d.wrt[0]) };
+        return if latex {
+            format!("\\frac{{\\partial f}}{{\\partial {}}}", name(&d.wrt[0]))
+        } else {
+            format!("∂f/∂{}", d.wrt[0])
+        };
     }
     if latex {
-        let den: Vec<String> = d.wrt.iter().map(|w| format!("\\partial {}", name(w))).collect();
+        let den: Vec<String> = d
+            .wrt
+            .iter()
+            .map(|w| format!("\\partial {}", name(w)))
+            .collect();
         format!("\\frac{{\\partial^{n} f}}{{{}}}", den.join(" "))
     } else {
-        let sup = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹'].get(n).copied().unwrap_or('ⁿ');
-        format!("∂{sup}f/{}", d.wrt.iter().map(|w| format!("∂{w}")).collect::<String>())
+        let sup = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹']
+            .get(n)
+            .copied()
+            .unwrap_or('ⁿ');
+        format!(
+            "∂{sup}f/{}",
+            d.wrt.iter().map(|w| format!("∂{w}")).collect::<String>()
+        )
     }
 }
 
 /// `derive` output in text or LaTeX.
-pub fn derive_text(p: &Problem, ds: &[Derivative], form: Form, style: &Style, reserved: &[String]) -> String {
+pub fn derive_text(
+    p: &Problem,
+    ds: &[Derivative],
+    form: Form,
+    style: &Style,
+    reserved: &[String],
+) -> String {
     let g = &p.graph;
     let latex = style.flavour == Flavour::Latex;
     let mut out = String::new();
@@ -174,7 +230,10 @@ pub fn derive_text(p: &Problem, ds: &[Derivative], form: Form, style: &Style, re
     }
     out.push_str(&format!("f = {}\n", fl[0]));
     if !p.assumed.is_empty() {
-        out.push_str(&format!("assumed (not declared): {}\n", p.assumed.join("; ")));
+        out.push_str(&format!(
+            "assumed (not declared): {}\n",
+            p.assumed.join("; ")
+        ));
     }
     if !defs.is_empty() {
         out.push_str("where\n");
@@ -230,8 +289,11 @@ pub fn derive_json(p: &Problem, ds: &[Derivative], reserved: &[String]) -> Strin
             })
         })
         .collect();
-    let dims: Vec<serde_json::Value> =
-        g.dims.iter().map(|d| serde_json::json!({"name": d.name, "range": d.range, "assumed": d.assumed})).collect();
+    let dims: Vec<serde_json::Value> = g
+        .dims
+        .iter()
+        .map(|d| serde_json::json!({"name": d.name, "range": d.range, "assumed": d.assumed}))
+        .collect();
     serde_json::json!({"function": fj, "variables": vars, "dims": dims, "assumed": p.assumed, "derivatives": derivs}).to_string()
 }
 
@@ -239,9 +301,25 @@ fn fmt_tensor(t: &Tensor) -> String {
     let num = |v: f64| format!("{v:.6}");
     match t.shape() {
         [] => num(t.data()[0]),
-        [_] => format!("[{}]", t.data().iter().map(|&v| num(v)).collect::<Vec<_>>().join(", ")),
+        [_] => format!(
+            "[{}]",
+            t.data()
+                .iter()
+                .map(|&v| num(v))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         [_, c] => {
-            let rows: Vec<String> = t.data().chunks((*c).max(1)).map(|r| format!("  [{}]", r.iter().map(|&v| num(v)).collect::<Vec<_>>().join(", "))).collect();
+            let rows: Vec<String> = t
+                .data()
+                .chunks((*c).max(1))
+                .map(|r| {
+                    format!(
+                        "  [{}]",
+                        r.iter().map(|&v| num(v)).collect::<Vec<_>>().join(", ")
+                    )
+                })
+                .collect();
             format!("[\n{}\n]", rows.join(",\n"))
         }
         _ => matcalc::eval::values::tensor_to_json(t).to_string(),
@@ -249,10 +327,23 @@ fn fmt_tensor(t: &Tensor) -> String {
 }
 
 /// `eval` without `--json`.
-pub fn value_table(value: &Tensor, keys: &[String], derivs: &[Tensor], ds: &[Derivative]) -> String {
+pub fn value_table(
+    value: &Tensor,
+    keys: &[String],
+    derivs: &[Tensor],
+    ds: &[Derivative],
+) -> String {
     let mut out = format!("f = {}\n", fmt_tensor(value));
     for ((k, t), d) in keys.iter().zip(derivs).zip(ds) {
-        let name = if d.wrt.len() == 1 { format!("∂f/∂{k}") } else { format!("∂^{}f/{}", d.wrt.len(), d.wrt.iter().map(|w| format!("∂{w}")).collect::<String>()) };
+        let name = if d.wrt.len() == 1 {
+            format!("∂f/∂{k}")
+        } else {
+            format!(
+                "∂^{}f/{}",
+                d.wrt.len(),
+                d.wrt.iter().map(|w| format!("∂{w}")).collect::<String>()
+            )
+        };
         out.push_str(&format!("{name} = {}\n", fmt_tensor(t)));
     }
     out
@@ -261,9 +352,15 @@ pub fn value_table(value: &Tensor, keys: &[String], derivs: &[Tensor], ds: &[Der
 /// `check` output.
 pub fn check_text(r: &CheckReport) -> String {
     let mut out = String::new();
-    out.push_str(&format!("{:<14} {:>5}  {:<24} {:<9} {:>10}\n", "derivative", "trial", "dims", "test", "rel. error"));
+    out.push_str(&format!(
+        "{:<14} {:>5}  {:<24} {:<9} {:>10}\n",
+        "derivative", "trial", "dims", "test", "rel. error"
+    ));
     for l in &r.lines {
-        out.push_str(&format!("{:<14} {:>5}  {:<24} {:<9} {:>10.2e}\n", l.what, l.trial, l.dims, l.kind, l.error));
+        out.push_str(&format!(
+            "{:<14} {:>5}  {:<24} {:<9} {:>10.2e}\n",
+            l.what, l.trial, l.dims, l.kind, l.error
+        ));
     }
     for w in &r.warnings {
         out.push_str(&format!("warning: {w}\n"));

@@ -60,7 +60,12 @@ pub struct Error {
 impl Error {
     /// An error with no location.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into(), labels: Vec::new(), hint: None }
+        Error {
+            kind,
+            message: message.into(),
+            labels: Vec::new(),
+            hint: None,
+        }
     }
     /// An error located in the expression text.
     pub fn at(kind: ErrorKind, span: Span, message: impl Into<String>) -> Error {
@@ -69,7 +74,11 @@ impl Error {
     }
     /// Add a label.
     pub fn label(mut self, span: Span, origin: Origin, message: impl Into<String>) -> Error {
-        self.labels.push(Label { span, origin, message: message.into() });
+        self.labels.push(Label {
+            span,
+            origin,
+            message: message.into(),
+        });
         self
     }
     /// Set the hint.

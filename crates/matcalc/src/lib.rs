@@ -2,14 +2,14 @@
 #![warn(missing_docs)]
 
 pub mod error;
-pub mod syntax;
 pub mod eval;
+pub mod syntax;
 
 pub use error::{Error, ErrorKind, Result};
-pub mod ir;
 pub mod diff;
-pub mod typing;
-pub mod render;
+pub mod ir;
 pub mod problem;
+pub mod render;
+pub mod typing;
 
 pub use problem::{Derivative, Problem};

@@ -36,7 +36,8 @@ pub const MAX_NODES: usize = 5_000_000;
 impl Problem {
     /// Parse and type an expression against declarations (`;`-separated).
     pub fn new(expr: &str, decls: &str) -> Result<Problem> {
-        let decls: Vec<Decl> = crate::syntax::parse_decls(decls).map_err(|e| e.with_origin(Origin::Decls))?;
+        let decls: Vec<Decl> =
+            crate::syntax::parse_decls(decls).map_err(|e| e.with_origin(Origin::Decls))?;
         let ast = crate::syntax::parse_expr(expr)?;
         Problem::from_ast(&ast, &decls)
     }
@@ -44,7 +45,11 @@ impl Problem {
     /// Type an already parsed expression.
     pub fn from_ast(ast: &crate::syntax::ast::Expr, decls: &[Decl]) -> Result<Problem> {
         let a = typing::analyze(ast, decls)?;
-        let mut occurring: Vec<(u32, String)> = a.var_spans.iter().map(|(n, s)| (s.start, n.clone())).collect();
+        let mut occurring: Vec<(u32, String)> = a
+            .var_spans
+            .iter()
+            .map(|(n, s)| (s.start, n.clone()))
+            .collect();
         occurring.sort();
         Ok(Problem {
             graph: a.graph,
@@ -61,7 +66,10 @@ impl Problem {
             Some(i) => Ok(i),
             None => {
                 let names: Vec<&str> = self.graph.vars.iter().map(|v| v.name.as_str()).collect();
-                let mut e = Error::new(ErrorKind::Usage, format!("`{name}` does not occur in the expression"));
+                let mut e = Error::new(
+                    ErrorKind::Usage,
+                    format!("`{name}` does not occur in the expression"),
+                );
                 e = match nearest(name, names.iter().copied()) {
                     Some(n) => e.hint(format!("did you mean `{n}`?")),
                     None if names.is_empty() => e.hint("the expression has no variables"),
@@ -76,6 +84,8 @@ impl Problem {
     pub fn reserved_names(&self) -> Vec<String> {
         let mut r: Vec<String> = self.graph.vars.iter().map(|v| v.name.clone()).collect();
         r.extend(self.graph.dims.iter().map(|d| d.name.clone()));
+        // `f` names the function itself in `∂f/∂x`.
+        r.push("f".to_string());
         r
     }
 
@@ -85,16 +95,28 @@ impl Problem {
     /// ∂²f/∂x∂y.
     pub fn derive(&mut self, wrt: &[String], order: usize) -> Result<Vec<Derivative>> {
         if wrt.is_empty() {
-            return Err(Error::new(ErrorKind::Usage, "nothing to differentiate by").hint("add --wrt NAME"));
+            return Err(
+                Error::new(ErrorKind::Usage, "nothing to differentiate by").hint("add --wrt NAME")
+            );
         }
-        let idx: Vec<usize> = wrt.iter().map(|w| self.var_index(w)).collect::<Result<_>>()?;
+        let idx: Vec<usize> = wrt
+            .iter()
+            .map(|w| self.var_index(w))
+            .collect::<Result<_>>()?;
         if order == 0 {
             return Err(Error::new(ErrorKind::Usage, "--order must be at least 1"));
         }
         if order == 1 {
             let ids = diff::derivatives(&mut self.graph, self.root, &idx);
             self.check_size()?;
-            return Ok(wrt.iter().zip(ids).map(|(w, id)| Derivative { wrt: vec![w.clone()], id }).collect());
+            return Ok(wrt
+                .iter()
+                .zip(ids)
+                .map(|(w, id)| Derivative {
+                    wrt: vec![w.clone()],
+                    id,
+                })
+                .collect());
         }
         if self.graph.order(self.root) != 0 {
             return Err(Error::new(ErrorKind::Usage, format!("derivatives of order {order} need a scalar expression"))
@@ -109,20 +131,32 @@ impl Problem {
             }
         };
         if seq.iter().any(|&v| self.graph.vars[v].shape.len() > 1) && order > 2 {
-            return Err(Error::new(ErrorKind::Usage, "derivatives of order 3 and more are supported for scalar and vector variables"));
+            return Err(Error::new(
+                ErrorKind::Usage,
+                "derivatives of order 3 and more are supported for scalar and vector variables",
+            ));
         }
         let mut cur = self.root;
         for &v in &seq {
             cur = diff::derivatives(&mut self.graph, cur, &[v])[0];
             self.check_size()?;
         }
-        let names = seq.iter().map(|&v| self.graph.vars[v].name.clone()).collect();
-        Ok(vec![Derivative { wrt: names, id: cur }])
+        let names = seq
+            .iter()
+            .map(|&v| self.graph.vars[v].name.clone())
+            .collect();
+        Ok(vec![Derivative {
+            wrt: names,
+            id: cur,
+        }])
     }
 
     fn check_size(&self) -> Result<()> {
         if self.graph.len() > MAX_NODES {
-            return Err(Error::new(ErrorKind::Limit, format!("the derivative needs more than {MAX_NODES} nodes")));
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!("the derivative needs more than {MAX_NODES} nodes"),
+            ));
         }
         Ok(())
     }

@@ -123,12 +123,25 @@ fn conventional_kind(name: &str) -> Kind {
 }
 
 const ELEMENTWISE: [&str; 17] = [
-    "sin", "cos", "tan", "asin", "acos", "atan", "exp", "log", "sqrt", "abs", "sign", "tanh", "sigmoid", "softplus",
-    "relu", "ln", "step",
+    "sin", "cos", "tan", "asin", "acos", "atan", "exp", "log", "sqrt", "abs", "sign", "tanh",
+    "sigmoid", "softplus", "relu", "ln", "step",
 ];
 const FUNCTIONS: [&str; 15] = [
-    "sum", "tr", "trace", "det", "logdet", "inv", "diag", "norm1", "norm2", "logsumexp", "softmax", "vector", "matrix",
-    "eye", "norm",
+    "sum",
+    "tr",
+    "trace",
+    "det",
+    "logdet",
+    "inv",
+    "diag",
+    "norm1",
+    "norm2",
+    "logsumexp",
+    "softmax",
+    "vector",
+    "matrix",
+    "eye",
+    "norm",
 ];
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -137,7 +150,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, &cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + usize::from(ca != cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }
@@ -193,17 +210,35 @@ impl<'a> Typer<'a> {
                 }
             };
             if t.dim_syms.contains_key(&d.name) && !matches!(d.kind, DeclKind::Dim(_)) {
-                return Err(Error::new(ErrorKind::Name, format!("`{}` is declared both as a dimension and as a variable", d.name))
-                    .label(d.span, Origin::Decls, "declared here")
-                    .hint("use different names for dimensions and variables"));
+                return Err(Error::new(
+                    ErrorKind::Name,
+                    format!(
+                        "`{}` is declared both as a dimension and as a variable",
+                        d.name
+                    ),
+                )
+                .label(d.span, Origin::Decls, "declared here")
+                .hint("use different names for dimensions and variables"));
             }
-            t.vars.insert(d.name.clone(), VarDecl { kind, dims, symmetric, declared: true });
+            t.vars.insert(
+                d.name.clone(),
+                VarDecl {
+                    kind,
+                    dims,
+                    symmetric,
+                    declared: true,
+                },
+            );
         }
         Ok(t)
     }
 
     fn show(&mut self, ty: Ty, g: &Graph) -> String {
-        let dn = |t: &mut Typer, d: TD| t.u.get(d).map(|d| g.dim_name(d)).unwrap_or_else(|| "?".into());
+        let dn = |t: &mut Typer, d: TD| {
+            t.u.get(d)
+                .map(|d| g.dim_name(d))
+                .unwrap_or_else(|| "?".into())
+        };
         match ty.kind {
             Kind::Scalar => "a scalar".to_string(),
             Kind::Col => format!("a column vector of length {}", dn(self, ty.d[0])),
@@ -215,9 +250,20 @@ impl<'a> Typer<'a> {
         }
     }
 
-    fn mismatch(&mut self, g: &Graph, span: Span, what: &str, parts: &[(&Expr, Ty)], hint: &str) -> Error {
+    fn mismatch(
+        &mut self,
+        g: &Graph,
+        span: Span,
+        what: &str,
+        parts: &[(&Expr, Ty)],
+        hint: &str,
+    ) -> Error {
         let mut e = Error::new(ErrorKind::Shape, format!("shape mismatch in {what}"));
-        e.labels.push(crate::error::Label { span, origin: Origin::Expr, message: what.to_string() });
+        e.labels.push(crate::error::Label {
+            span,
+            origin: Origin::Expr,
+            message: what.to_string(),
+        });
         for (x, ty) in parts {
             let s = self.show(*ty, g);
             e = e.label(x.span, Origin::Expr, format!("this is {s}"));
@@ -235,7 +281,10 @@ impl<'a> Typer<'a> {
     }
 
     fn scalar(&self) -> Ty {
-        Ty { kind: Kind::Scalar, d: [0, 0] }
+        Ty {
+            kind: Kind::Scalar,
+            d: [0, 0],
+        }
     }
 
     /// Infer types of all nodes (post-order into `self.types`).
@@ -256,7 +305,9 @@ impl<'a> Typer<'a> {
             }
         }
         let ty = match &e.kind {
-            ExprKind::Missing => return Err(Error::at(ErrorKind::Syntax, e.span, "missing expression")),
+            ExprKind::Missing => {
+                return Err(Error::at(ErrorKind::Syntax, e.span, "missing expression"))
+            }
             ExprKind::Num(_) => self.scalar(),
             ExprKind::Ident(name) => self.ident(name, e.span, g)?,
             ExprKind::Neg(x) => self.infer(x, g)?,
@@ -264,9 +315,18 @@ impl<'a> Typer<'a> {
                 let t = self.infer(x, g)?;
                 match t.kind {
                     Kind::Scalar => t,
-                    Kind::Col => Ty { kind: Kind::Row, ..t },
-                    Kind::Row => Ty { kind: Kind::Col, ..t },
-                    Kind::Mat => Ty { kind: Kind::Mat, d: [t.d[1], t.d[0]] },
+                    Kind::Col => Ty {
+                        kind: Kind::Row,
+                        ..t
+                    },
+                    Kind::Row => Ty {
+                        kind: Kind::Col,
+                        ..t
+                    },
+                    Kind::Mat => Ty {
+                        kind: Kind::Mat,
+                        d: [t.d[1], t.d[0]],
+                    },
                 }
             }
             ExprKind::Binary(op, a, b) => {
@@ -274,20 +334,37 @@ impl<'a> Typer<'a> {
                 let tb = self.infer(b, g)?;
                 self.binary(e, *op, a, ta, b, tb, g)?
             }
-            ExprKind::Call { name, name_span, args } => self.call(e, name, *name_span, args, g)?,
+            ExprKind::Call {
+                name,
+                name_span,
+                args,
+            } => self.call(e, name, *name_span, args, g)?,
             ExprKind::Matrix(rows) => {
                 for x in rows.iter().flatten() {
                     if literal_number(x).is_none() {
-                        return Err(Error::at(ErrorKind::Syntax, x.span, "matrix literal entries must be numbers")
-                            .hint("write symbolic entries as an expression, e.g. a*[1 0; 0 1]"));
+                        return Err(Error::at(
+                            ErrorKind::Syntax,
+                            x.span,
+                            "matrix literal entries must be numbers",
+                        )
+                        .hint("write symbolic entries as an expression, e.g. a*[1 0; 0 1]"));
                     }
                 }
                 let (r, c) = (rows.len() as u64, rows[0].len() as u64);
                 match (r, c) {
                     (1, 1) => self.scalar(),
-                    (1, _) => Ty { kind: Kind::Row, d: [self.u.known(Dim::Fixed(c)), 0] },
-                    (_, 1) => Ty { kind: Kind::Col, d: [self.u.known(Dim::Fixed(r)), 0] },
-                    _ => Ty { kind: Kind::Mat, d: [self.u.known(Dim::Fixed(r)), self.u.known(Dim::Fixed(c))] },
+                    (1, _) => Ty {
+                        kind: Kind::Row,
+                        d: [self.u.known(Dim::Fixed(c)), 0],
+                    },
+                    (_, 1) => Ty {
+                        kind: Kind::Col,
+                        d: [self.u.known(Dim::Fixed(r)), 0],
+                    },
+                    _ => Ty {
+                        kind: Kind::Mat,
+                        d: [self.u.known(Dim::Fixed(r)), self.u.known(Dim::Fixed(c))],
+                    },
                 }
             }
         };
@@ -297,12 +374,18 @@ impl<'a> Typer<'a> {
 
     fn ident(&mut self, name: &str, span: Span, g: &Graph) -> Result<Ty> {
         if self.dim_syms.contains_key(name) && !self.vars.contains_key(name) {
-            return Err(Error::at(ErrorKind::Name, span, format!("`{name}` is a dimension, not a value"))
-                .hint("dimensions can only appear in declarations and in eye(n)"));
+            return Err(Error::at(
+                ErrorKind::Name,
+                span,
+                format!("`{name}` is a dimension, not a value"),
+            )
+            .hint("dimensions can only appear in declarations and in eye(n)"));
         }
         if FUNCTIONS.contains(&name) || ELEMENTWISE.contains(&name) {
-            return Err(Error::at(ErrorKind::Syntax, span, format!("`{name}` is a function"))
-                .hint(format!("call it with parentheses: {name}(...)")));
+            return Err(
+                Error::at(ErrorKind::Syntax, span, format!("`{name}` is a function"))
+                    .hint(format!("call it with parentheses: {name}(...)")),
+            );
         }
         self.var_spans.entry(name.to_string()).or_insert(span);
         if !self.vars.contains_key(name) {
@@ -312,18 +395,38 @@ impl<'a> Typer<'a> {
                 Kind::Col | Kind::Row => [self.u.fresh(), 0],
                 Kind::Mat => [self.u.fresh(), self.u.fresh()],
             };
-            self.vars.insert(name.to_string(), VarDecl { kind, dims, symmetric: false, declared: false });
+            self.vars.insert(
+                name.to_string(),
+                VarDecl {
+                    kind,
+                    dims,
+                    symmetric: false,
+                    declared: false,
+                },
+            );
         }
         if !self.var_order.iter().any(|v| v == name) {
             self.var_order.push(name.to_string());
         }
         let _ = g;
         let v = &self.vars[name];
-        Ok(Ty { kind: v.kind, d: v.dims })
+        Ok(Ty {
+            kind: v.kind,
+            d: v.dims,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn binary(&mut self, e: &Expr, op: BinOp, a: &Expr, ta: Ty, b: &Expr, tb: Ty, g: &Graph) -> Result<Ty> {
+    fn binary(
+        &mut self,
+        e: &Expr,
+        op: BinOp,
+        a: &Expr,
+        ta: Ty,
+        b: &Expr,
+        tb: Ty,
+        g: &Graph,
+    ) -> Result<Ty> {
         use Kind::*;
         let what = format!("`{}`", op.symbol());
         let parts = [(a, ta), (b, tb)];
@@ -337,7 +440,9 @@ impl<'a> Typer<'a> {
                 Mat => 2,
             };
             for k in 0..n {
-                t.unify_or(ta.d[k], tb.d[k], |t| t.mismatch(g, e.span, &what, &parts, hint))?;
+                t.unify_or(ta.d[k], tb.d[k], |t| {
+                    t.mismatch(g, e.span, &what, &parts, hint)
+                })?;
             }
             Ok(ta)
         };
@@ -359,7 +464,13 @@ impl<'a> Typer<'a> {
             BinOp::Mul => {
                 let inner = |t: &mut Self, x: TD, y: TD| {
                     t.unify_or(x, y, |t| {
-                        t.mismatch(g, e.span, "a product", &parts, "the inner dimensions of a product must agree")
+                        t.mismatch(
+                            g,
+                            e.span,
+                            "a product",
+                            &parts,
+                            "the inner dimensions of a product must agree",
+                        )
                     })
                 };
                 match (ta.kind, tb.kind) {
@@ -422,26 +533,53 @@ impl<'a> Typer<'a> {
                 (Scalar, Scalar) => Ok(ta),
                 (Mat, Scalar) => {
                     self.unify_or(ta.d[0], ta.d[1], |t| {
-                        t.mismatch(g, e.span, "a matrix power", &parts, "only square matrices have powers; use .^ for elementwise powers")
+                        t.mismatch(
+                            g,
+                            e.span,
+                            "a matrix power",
+                            &parts,
+                            "only square matrices have powers; use .^ for elementwise powers",
+                        )
                     })?;
                     if literal_number(b).is_none_or(|p| p.fract() != 0.0) {
-                        return Err(Error::at(ErrorKind::Shape, b.span, "a matrix power needs an integer exponent")
-                            .hint("write A^2, A^-1, …; use .^ for elementwise powers"));
+                        return Err(Error::at(
+                            ErrorKind::Shape,
+                            b.span,
+                            "a matrix power needs an integer exponent",
+                        )
+                        .hint("write A^2, A^-1, …; use .^ for elementwise powers"));
                     }
                     Ok(ta)
                 }
-                _ => Err(self.mismatch(g, e.span, "`^`", &parts, "use .^ for elementwise powers of vectors and matrices")),
+                _ => Err(self.mismatch(
+                    g,
+                    e.span,
+                    "`^`",
+                    &parts,
+                    "use .^ for elementwise powers of vectors and matrices",
+                )),
             },
         }
     }
 
-    fn call(&mut self, e: &Expr, name: &str, name_span: Span, args: &[Expr], g: &mut Graph) -> Result<Ty> {
+    fn call(
+        &mut self,
+        e: &Expr,
+        name: &str,
+        name_span: Span,
+        args: &[Expr],
+        g: &mut Graph,
+    ) -> Result<Ty> {
         let arity = |n: usize| -> Result<()> {
             if args.len() != n {
                 return Err(Error::at(
                     ErrorKind::Syntax,
                     e.span,
-                    format!("`{name}` takes {n} argument{}, got {}", if n == 1 { "" } else { "s" }, args.len()),
+                    format!(
+                        "`{name}` takes {n} argument{}, got {}",
+                        if n == 1 { "" } else { "s" },
+                        args.len()
+                    ),
                 ));
             }
             Ok(())
@@ -449,21 +587,36 @@ impl<'a> Typer<'a> {
         if name == "eye" {
             arity(1)?;
             let d = match &args[0].kind {
-                ExprKind::Num(n) if *n >= 0.0 && n.fract() == 0.0 => self.u.known(Dim::Fixed(*n as u64)),
+                ExprKind::Num(n) if *n >= 0.0 && n.fract() == 0.0 => {
+                    self.u.known(Dim::Fixed(*n as u64))
+                }
                 ExprKind::Ident(s) if !self.vars.contains_key(s) => {
-                    self.dim_syms.entry(s.clone()).or_insert((None, args[0].span));
+                    self.dim_syms
+                        .entry(s.clone())
+                        .or_insert((None, args[0].span));
                     let sym = g.dim_symbol(s, None, false);
                     self.u.known(sym)
                 }
                 _ => {
-                    return Err(Error::at(ErrorKind::Syntax, args[0].span, "eye takes a size: a whole number or a dimension name")
-                        .hint("e.g. eye(3) or eye(n)"))
+                    return Err(Error::at(
+                        ErrorKind::Syntax,
+                        args[0].span,
+                        "eye takes a size: a whole number or a dimension name",
+                    )
+                    .hint("e.g. eye(3) or eye(n)"))
                 }
             };
-            return Ok(Ty { kind: Kind::Mat, d: [d, d] });
+            return Ok(Ty {
+                kind: Kind::Mat,
+                d: [d, d],
+            });
         }
         if !ELEMENTWISE.contains(&name) && !FUNCTIONS.contains(&name) {
-            let mut e = Error::at(ErrorKind::Name, name_span, format!("unknown function `{name}`"));
+            let mut e = Error::at(
+                ErrorKind::Name,
+                name_span,
+                format!("unknown function `{name}`"),
+            );
             let all = ELEMENTWISE.iter().chain(FUNCTIONS.iter()).copied();
             e = match nearest(name, all) {
                 Some(s) => e.hint(format!("did you mean `{s}`?")),
@@ -476,7 +629,13 @@ impl<'a> Typer<'a> {
         let parts = [(&args[0], t)];
         let square = |s: &mut Self, t: Ty| -> Result<()> {
             if t.kind != Kind::Mat || !s.u.unify(t.d[0], t.d[1]) {
-                return Err(s.mismatch(g, e.span, &format!("`{name}`"), &parts, &format!("{name} needs a square matrix")));
+                return Err(s.mismatch(
+                    g,
+                    e.span,
+                    &format!("`{name}`"),
+                    &parts,
+                    &format!("{name} needs a square matrix"),
+                ));
             }
             Ok(())
         };
@@ -492,27 +651,51 @@ impl<'a> Typer<'a> {
                 t
             }
             "diag" => match t.kind {
-                Kind::Col | Kind::Row => Ty { kind: Kind::Mat, d: [t.d[0], t.d[0]] },
+                Kind::Col | Kind::Row => Ty {
+                    kind: Kind::Mat,
+                    d: [t.d[0], t.d[0]],
+                },
                 Kind::Mat => {
                     square(self, t)?;
-                    Ty { kind: Kind::Col, d: [t.d[0], 0] }
+                    Ty {
+                        kind: Kind::Col,
+                        d: [t.d[0], 0],
+                    }
                 }
                 Kind::Scalar => t,
             },
             "softmax" => match t.kind {
                 Kind::Col | Kind::Row | Kind::Scalar => t,
                 Kind::Mat => {
-                    return Err(self.mismatch(g, e.span, "`softmax`", &parts, "softmax takes a vector"));
+                    return Err(self.mismatch(
+                        g,
+                        e.span,
+                        "`softmax`",
+                        &parts,
+                        "softmax takes a vector",
+                    ));
                 }
             },
             "vector" | "matrix" => {
                 if t.kind != Kind::Scalar {
-                    return Err(self.mismatch(g, e.span, &format!("`{name}`"), &parts, &format!("{name}(c) fills with a scalar c")));
+                    return Err(self.mismatch(
+                        g,
+                        e.span,
+                        &format!("`{name}`"),
+                        &parts,
+                        &format!("{name}(c) fills with a scalar c"),
+                    ));
                 }
                 if name == "vector" {
-                    Ty { kind: Kind::Col, d: [self.u.fresh(), 0] }
+                    Ty {
+                        kind: Kind::Col,
+                        d: [self.u.fresh(), 0],
+                    }
                 } else {
-                    Ty { kind: Kind::Mat, d: [self.u.fresh(), self.u.fresh()] }
+                    Ty {
+                        kind: Kind::Mat,
+                        d: [self.u.fresh(), self.u.fresh()],
+                    }
                 }
             }
             _ => unreachable!("function table and match disagree on `{name}`"),
@@ -545,7 +728,9 @@ impl<'a> Typer<'a> {
     }
 
     fn dim(&mut self, t: TD) -> Dim {
-        self.u.get(t).expect("dimensions are resolved before lowering")
+        self.u
+            .get(t)
+            .expect("dimensions are resolved before lowering")
     }
 
     fn shape(&mut self, ty: Ty) -> Vec<Dim> {
@@ -644,7 +829,11 @@ impl Lower<'_, '_> {
             }
             ExprKind::Call { name, args, .. } => self.call(e, name, args, g)?,
             ExprKind::Matrix(rows) => {
-                let data: Vec<f64> = rows.iter().flatten().map(|x| literal_number(x).unwrap()).collect();
+                let data: Vec<f64> = rows
+                    .iter()
+                    .flatten()
+                    .map(|x| literal_number(x).unwrap())
+                    .collect();
                 let ty = self.t.types[self.next];
                 let shape = self.t.shape(ty);
                 if shape.is_empty() {
@@ -659,7 +848,17 @@ impl Lower<'_, '_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn binary(&mut self, e: &Expr, op: BinOp, a: Id, ta: Ty, b: Id, tb: Ty, ty: Ty, g: &mut Graph) -> Result<Id> {
+    fn binary(
+        &mut self,
+        e: &Expr,
+        op: BinOp,
+        a: Id,
+        ta: Ty,
+        b: Id,
+        tb: Ty,
+        ty: Ty,
+        g: &mut Graph,
+    ) -> Result<Id> {
         let _ = e;
         let broadcast = |g: &mut Graph, a: Id, b: Id| -> (Id, Id) {
             match (g.order(a), g.order(b)) {
@@ -809,7 +1008,11 @@ pub fn analyze(expr: &Expr, decls: &[Decl]) -> Result<Analyzed> {
             assumed.push(match kind {
                 Kind::Scalar => format!("{name}: scalar"),
                 Kind::Col | Kind::Row => format!("{name}: vector({})", g.dim_name(shape[0])),
-                Kind::Mat => format!("{name}: matrix({}, {})", g.dim_name(shape[0]), g.dim_name(shape[1])),
+                Kind::Mat => format!(
+                    "{name}: matrix({}, {})",
+                    g.dim_name(shape[0]),
+                    g.dim_name(shape[1])
+                ),
             });
         }
     }
@@ -826,5 +1029,11 @@ pub fn analyze(expr: &Expr, decls: &[Decl]) -> Result<Analyzed> {
     let var_spans = std::mem::take(&mut t.var_spans);
     let mut l = Lower { t: &mut t, next: 0 };
     let root = l.lower(expr, &mut g)?;
-    Ok(Analyzed { graph: g, root, kind: ty.kind, assumed, var_spans })
+    Ok(Analyzed {
+        graph: g,
+        root,
+        kind: ty.kind,
+        assumed,
+        var_spans,
+    })
 }

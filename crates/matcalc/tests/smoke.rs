@@ -4,7 +4,13 @@ use matcalc::Problem;
 fn show(expr: &str, decls: &str, wrt: &str, order: usize) -> String {
     let mut p = Problem::new(expr, decls).unwrap_or_else(|e| panic!("{expr}: {e}"));
     let d = p.derive(&[wrt.to_string()], order).unwrap();
-    let r = render::recover(&p.graph, &[d[0].id], Form::Nested, Some(p.root), &p.reserved_names());
+    let r = render::recover(
+        &p.graph,
+        &[d[0].id],
+        Form::Nested,
+        Some(p.root),
+        &p.reserved_names(),
+    );
     let (_, res) = r.lines(&Style::EXPR);
     res[0].clone()
 }
@@ -12,8 +18,18 @@ fn show(expr: &str, decls: &str, wrt: &str, order: usize) -> String {
 #[test]
 fn smoke() {
     let cases = [
-        ("norm2(sin(W2*cos(W1*x)))^2", "W1: matrix(r, 100); W2: matrix(100, r)", "x", 1),
-        ("norm2(sin(W2*cos(W1*x)))^2", "W1: matrix(r, 100); W2: matrix(100, r)", "W1", 1),
+        (
+            "norm2(sin(W2*cos(W1*x)))^2",
+            "W1: matrix(r, 100); W2: matrix(100, r)",
+            "x",
+            1,
+        ),
+        (
+            "norm2(sin(W2*cos(W1*x)))^2",
+            "W1: matrix(r, 100); W2: matrix(100, r)",
+            "W1",
+            1,
+        ),
         ("x'*A*x", "", "x", 1),
         ("x'*A*x", "", "x", 2),
         ("a'*X*b", "", "X", 1),

@@ -29,7 +29,14 @@ pub struct CheckOptions {
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        CheckOptions { seed: 1, trials: 3, dims: Vec::new(), order: 1, tolerance: 1e-5, directions: 3 }
+        CheckOptions {
+            seed: 1,
+            trials: 3,
+            dims: Vec::new(),
+            order: 1,
+            tolerance: 1e-5,
+            directions: 3,
+        }
     }
 }
 
@@ -85,10 +92,22 @@ fn domains(g: &Graph, root: Id) -> Vec<Domain> {
     for &id in order.iter().rev() {
         let here = ctx[id.index()];
         let child_ctx = match g.node(id) {
-            Node::Map(Func::Log, _) => Domain { positive: true, ..here },
-            Node::Pow(_, p) if p.get() < 0.0 || p.get().fract() != 0.0 => Domain { positive: true, ..here },
-            Node::Map(Func::Asin | Func::Acos, _) => Domain { small: true, ..here },
-            Node::Inv(_) | Node::Det(_) | Node::LogDet(_) => Domain { invertible: true, ..here },
+            Node::Map(Func::Log, _) => Domain {
+                positive: true,
+                ..here
+            },
+            Node::Pow(_, p) if p.get() < 0.0 || p.get().fract() != 0.0 => Domain {
+                positive: true,
+                ..here
+            },
+            Node::Map(Func::Asin | Func::Acos, _) => Domain {
+                small: true,
+                ..here
+            },
+            Node::Inv(_) | Node::Det(_) | Node::LogDet(_) => Domain {
+                invertible: true,
+                ..here
+            },
             _ => here,
         };
         if let Node::Var(v) = g.node(id) {
@@ -124,7 +143,12 @@ pub fn sample_dims(g: &Graph, explicit: &[(String, usize)], rng: &mut StdRng) ->
 }
 
 /// Draw values for every variable, respecting the domain of the expression.
-pub fn sample_values(g: &Graph, root: Id, dims: &DimValues, rng: &mut StdRng) -> Vec<Option<Tensor>> {
+pub fn sample_values(
+    g: &Graph,
+    root: Id,
+    dims: &DimValues,
+    rng: &mut StdRng,
+) -> Vec<Option<Tensor>> {
     let doms = domains(g, root);
     g.vars
         .iter()
@@ -150,6 +174,12 @@ pub fn sample_values(g: &Graph, root: Id, dims: &DimValues, rng: &mut StdRng) ->
                     }
                 })
                 .collect();
+            // Matrices are scaled like network weights (entries ~ N(0, 1/columns)) so
+            // products stay of order one at every size.
+            if shape.len() == 2 && !dom.positive && !dom.small {
+                let s = 1.0 / (shape[1].max(1) as f64).sqrt();
+                data.iter_mut().for_each(|e| *e *= s);
+            }
             if shape.len() == 2 && shape[0] == shape[1] {
                 let m = shape[0];
                 if v.symmetric {
@@ -163,7 +193,8 @@ pub fn sample_values(g: &Graph, root: Id, dims: &DimValues, rng: &mut StdRng) ->
                     // I + small noise: well conditioned, positive determinant.
                     let s = 0.3 / (m as f64).sqrt();
                     for (k, e) in data.iter_mut().enumerate() {
-                        *e = if dom.positive { *e * s } else { *e * s * 0.5 } + if k / m == k % m { 1.0 } else { 0.0 };
+                        *e = if dom.positive { *e * s } else { *e * s * 0.5 }
+                            + if k / m == k % m { 1.0 } else { 0.0 };
                     }
                 }
             }
@@ -183,7 +214,14 @@ fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
 
 /// Central difference of `f` at `vars` in direction `dir` of variable `vi`, with
 /// Richardson extrapolation (error O(h⁴)).
-fn fd(g: &Graph, f: Id, vars: &[Option<Tensor>], vi: usize, dir: &Tensor, dims: &DimValues) -> Result<Tensor> {
+fn fd(
+    g: &Graph,
+    f: Id,
+    vars: &[Option<Tensor>],
+    vi: usize,
+    dir: &Tensor,
+    dims: &DimValues,
+) -> Result<Tensor> {
     let x = vars[vi].as_ref().expect("sampled");
     let scale = x.data().iter().fold(1.0f64, |m, v| m.max(v.abs()));
     let h = 1e-3 * scale;
@@ -253,7 +291,9 @@ pub fn check(p: &mut Problem, wrt: &[String], opts: &CheckOptions) -> Result<Che
             .collect::<Vec<_>>()
             .join(" ");
         for (f, d, vi, what) in &triples {
-            let dval = interp::evaluate(g, &[*d], p.root, &vars, &dims)?.values.remove(0);
+            let dval = interp::evaluate(g, &[*d], p.root, &vars, &dims)?
+                .values
+                .remove(0);
             let x = vars[*vi].as_ref().unwrap();
             let (po, q) = (g.order(*f), x.order());
             let dl = Labels::range(0, po + q);
@@ -261,7 +301,12 @@ pub fn check(p: &mut Problem, wrt: &[String], opts: &CheckOptions) -> Result<Che
             let ol = Labels::range(0, po);
             let symmetric = g.vars[*vi].symmetric;
             for _ in 0..opts.directions {
-                let mut dir = Tensor::from_vec(x.shape().to_vec(), (0..x.len()).map(|_| normal(&mut rng)).collect())?;
+                let mut dir = Tensor::from_vec(
+                    x.shape().to_vec(),
+                    (0..x.len()).map(|_| normal(&mut rng)).collect(),
+                )?;
+                let n = norm(&dir).max(1e-300);
+                dir.scale(1.0 / n);
                 if symmetric {
                     let n = x.shape()[0];
                     let dd = dir.data_mut();
@@ -273,7 +318,13 @@ pub fn check(p: &mut Problem, wrt: &[String], opts: &CheckOptions) -> Result<Che
                 }
                 let an = einsum(&dval, &dl, &dir, &vl, &ol);
                 let num = fd(g, *f, &vars, *vi, &dir, &dims)?;
-                lines.push(CheckLine { what: what.clone(), trial, dims: dims_text.clone(), kind: "direction", error: rel_err(&an, &num) });
+                lines.push(CheckLine {
+                    what: what.clone(),
+                    trial,
+                    dims: dims_text.clone(),
+                    kind: "direction",
+                    error: rel_err(&an, &num),
+                });
             }
             if x.len() <= 40 && !symmetric {
                 // The whole derivative, entry by entry.
@@ -292,12 +343,24 @@ pub fn check(p: &mut Problem, wrt: &[String], opts: &CheckOptions) -> Result<Che
                     }
                 }
                 let num = Tensor::from_vec(dval.shape().to_vec(), full)?;
-                lines.push(CheckLine { what: what.clone(), trial, dims: dims_text.clone(), kind: "full", error: rel_err(&dval, &num) });
+                lines.push(CheckLine {
+                    what: what.clone(),
+                    trial,
+                    dims: dims_text.clone(),
+                    kind: "full",
+                    error: rel_err(&dval, &num),
+                });
             }
         }
     }
     let worst = lines.iter().map(|l| l.error).fold(0.0, f64::max);
     warnings.sort();
     warnings.dedup();
-    Ok(CheckReport { passed: worst <= opts.tolerance && lines.iter().all(|l| l.error.is_finite()), worst, lines, warnings, tolerance: opts.tolerance })
+    Ok(CheckReport {
+        passed: worst <= opts.tolerance && lines.iter().all(|l| l.error.is_finite()),
+        worst,
+        lines,
+        warnings,
+        tolerance: opts.tolerance,
+    })
 }

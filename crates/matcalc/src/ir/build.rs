@@ -197,9 +197,16 @@ impl Graph {
         // A common factor moves out: 2a − 2b = 2(a − b), −a − b = −(a + b).
         let m = bases[0].1.abs();
         if bases.iter().all(|&(_, c)| c.abs() == m) {
-            let common = if bases.iter().all(|&(_, c)| c < 0.0) { -m } else { m };
+            let common = if bases.iter().all(|&(_, c)| c < 0.0) {
+                -m
+            } else {
+                m
+            };
             if common != 1.0 {
-                let inner: Vec<Id> = bases.iter().map(|&(b, c)| self.scale(c / common, b)).collect();
+                let inner: Vec<Id> = bases
+                    .iter()
+                    .map(|&(b, c)| self.scale(c / common, b))
+                    .collect();
                 let s = self.add_raw(inner, shape);
                 return self.scale(common, s);
             }
@@ -212,10 +219,13 @@ impl Graph {
     /// the same index roles) are combined into one product.
     fn factor_common(&mut self, bases: &[(Id, f64)]) -> Option<Id> {
         type Key = (Id, Labels, Labels, Labels);
-        let mut groups: rustc_hash::FxHashMap<Key, Vec<(usize, Id, Labels)>> = rustc_hash::FxHashMap::default();
+        let mut groups: rustc_hash::FxHashMap<Key, Vec<(usize, Id, Labels)>> =
+            rustc_hash::FxHashMap::default();
         let mut first: Option<Key> = None;
         for (k, &(t, _)) in bases.iter().enumerate() {
-            let Node::Mul(x, y, s1, s2, s3) = self.node(t).clone() else { continue };
+            let Node::Mul(x, y, s1, s2, s3) = self.node(t).clone() else {
+                continue;
+            };
             for (shared, ls, other, lo) in [(y, s2, x, s1), (x, s1, y, s2)] {
                 if self.uniform_value(shared).is_some() || self.const_value(other).is_some() {
                     continue;
@@ -272,7 +282,10 @@ impl Graph {
         s3.iter()
             .map(|&l| match s1.iter().position(|&x| x == l) {
                 Some(p) => self.shape(a)[p],
-                None => self.shape(b)[s2.iter().position(|&x| x == l).expect("output label not in operands")],
+                None => self.shape(b)[s2
+                    .iter()
+                    .position(|&x| x == l)
+                    .expect("output label not in operands")],
             })
             .collect()
     }
@@ -341,7 +354,9 @@ impl Graph {
             return self.mul(a, y, s1, s2y, s3);
         }
         // Hadamard products of equal bases add exponents: x .* x = x.^2.
-        let elementwise = s1.len() == s3.len() && s2.len() == s3.len() && s1.iter().all(|l| s2.has(*l) && s3.has(*l));
+        let elementwise = s1.len() == s3.len()
+            && s2.len() == s3.len()
+            && s1.iter().all(|l| s2.has(*l) && s3.has(*l));
         if elementwise {
             let (xa, pa) = self.split_pow(a);
             let (xb, pb) = self.split_pow(b);
@@ -354,7 +369,11 @@ impl Graph {
     }
 
     fn intern_mul(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels, shape: Shape) -> Id {
-        let (a, b, s1, s2) = if a > b { (b, a, s2, s1) } else { (a, b, s1, s2) };
+        let (a, b, s1, s2) = if a > b {
+            (b, a, s2, s1)
+        } else {
+            (a, b, s1, s2)
+        };
         // Canonical labels: output labels 0.., then the rest by first appearance.
         let mut map = [u8::MAX; 256];
         let mut next = 0u8;
@@ -386,8 +405,17 @@ impl Graph {
 
     /// `(δ·v)·b` where the delta would contract away against `b`: compute `v·b`
     /// first, then let the delta rename an index.
-    fn reassociate_delta(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels) -> Option<Id> {
-        let Node::Mul(x, y, t1, t2, t3) = self.node(a).clone() else { return None };
+    fn reassociate_delta(
+        &mut self,
+        a: Id,
+        b: Id,
+        s1: Labels,
+        s2: Labels,
+        s3: Labels,
+    ) -> Option<Id> {
+        let Node::Mul(x, y, t1, t2, t3) = self.node(a).clone() else {
+            return None;
+        };
         let (d, v, td, tv) = if matches!(self.node(x), Node::Delta(_)) {
             (x, y, t1, t2)
         } else if matches!(self.node(y), Node::Delta(_)) {
@@ -397,7 +425,14 @@ impl Graph {
         };
         // Put the inner product's labels into the outer namespace: t3[k] ↦ s1[k];
         // inner-only (contracted) labels get fresh ones.
-        let mut fresh = s1.iter().chain(s2.iter()).chain(s3.iter()).copied().max().unwrap_or(0) + 1;
+        let mut fresh = s1
+            .iter()
+            .chain(s2.iter())
+            .chain(s3.iter())
+            .copied()
+            .max()
+            .unwrap_or(0)
+            + 1;
         let mut map = [u8::MAX; 256];
         for (k, &l) in t3.iter().enumerate() {
             map[l as usize] = s1[k];
@@ -421,7 +456,9 @@ impl Graph {
         let wl = Labels::from_slice(&w);
         // Only worth it when the delta then eliminates.
         let (p, q) = (dd[0], dd[1]);
-        let eliminates = [(p, q), (q, p)].iter().any(|&(x, y)| wl.has(x) && !s3.has(x) && !wl.has(y));
+        let eliminates = [(p, q), (q, p)]
+            .iter()
+            .any(|&(x, y)| wl.has(x) && !s3.has(x) && !wl.has(y));
         if !eliminates || w.len() > super::labels::MAX_ORDER {
             return None;
         }
@@ -436,8 +473,17 @@ impl Graph {
         if s1.is_empty() {
             return None;
         }
-        let Node::Mul(x, y, t1, t2, t3) = self.node(b).clone() else { return None };
-        let mut fresh = s1.iter().chain(s2.iter()).chain(s3.iter()).copied().max().unwrap_or(0) + 1;
+        let Node::Mul(x, y, t1, t2, t3) = self.node(b).clone() else {
+            return None;
+        };
+        let mut fresh = s1
+            .iter()
+            .chain(s2.iter())
+            .chain(s3.iter())
+            .copied()
+            .max()
+            .unwrap_or(0)
+            + 1;
         let mut map = [u8::MAX; 256];
         for (k, &l) in t3.iter().enumerate() {
             map[l as usize] = s2[k];
@@ -452,7 +498,10 @@ impl Graph {
         for (p, q, tp, tq) in [(x, y, t1, t2), (y, x, t2, t1)] {
             let (lp, lq) = (tp.map(f), tq.map(f));
             // p's labels must all be visible outside the inner product and cover a's.
-            if !tp.iter().all(|l| t3.has(*l)) || !s1.iter().all(|l| lp.has(*l)) || self.order(p) == 0 {
+            if !tp.iter().all(|l| t3.has(*l))
+                || !s1.iter().all(|l| lp.has(*l))
+                || self.order(p) == 0
+            {
                 continue;
             }
             // Only merge like with like: a and p of the same order (both scalings).
@@ -474,7 +523,10 @@ impl Graph {
         if ia == out {
             return a;
         }
-        let shape: Shape = out.iter().map(|&l| self.shape(a)[ia.pos(l).unwrap()]).collect();
+        let shape: Shape = out
+            .iter()
+            .map(|&l| self.shape(a)[ia.pos(l).unwrap()])
+            .collect();
         if self.is_zero(a) {
             return self.zeros(shape);
         }

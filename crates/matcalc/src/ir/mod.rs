@@ -249,7 +249,8 @@ impl Node {
     /// Visit the children, in order: the one place that knows every node's children.
     pub fn for_each_child(&self, mut f: impl FnMut(Id)) {
         match self {
-            Node::Var(_) | Node::Const(_) | Node::Fill(..) | Node::Literal(..) | Node::Delta(_) => {}
+            Node::Var(_) | Node::Const(_) | Node::Fill(..) | Node::Literal(..) | Node::Delta(_) => {
+            }
             Node::Add(ts) => ts.iter().copied().for_each(f),
             Node::Mul(a, b, ..) => {
                 f(*a);
@@ -329,7 +330,11 @@ impl Graph {
         if let Some(i) = self.dims.iter().position(|d| d.name == name) {
             return Dim::Sym(i as u32);
         }
-        self.dims.push(DimInfo { name: name.to_string(), range, assumed });
+        self.dims.push(DimInfo {
+            name: name.to_string(),
+            range,
+            assumed,
+        });
         Dim::Sym(self.dims.len() as u32 - 1)
     }
 
@@ -338,7 +343,11 @@ impl Graph {
         let index = match self.vars.iter().position(|v| v.name == name) {
             Some(i) => i,
             None => {
-                self.vars.push(VarInfo { name: name.to_string(), shape: shape.clone(), symmetric });
+                self.vars.push(VarInfo {
+                    name: name.to_string(),
+                    shape: shape.clone(),
+                    symmetric,
+                });
                 self.vars.len() - 1
             }
         };
@@ -364,7 +373,11 @@ impl Graph {
         if shape.is_empty() {
             return "scalar".to_string();
         }
-        shape.iter().map(|&d| self.dim_name(d)).collect::<Vec<_>>().join("×")
+        shape
+            .iter()
+            .map(|&d| self.dim_name(d))
+            .collect::<Vec<_>>()
+            .join("×")
     }
 
     /// Nodes reachable from `roots`, children before parents (iterative: no recursion).

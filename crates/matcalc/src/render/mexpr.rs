@@ -72,7 +72,11 @@ pub fn scale(c: f64, m: M) -> M {
                 *d *= c;
                 if *d == 1.0 {
                     fs.remove(0);
-                    return if fs.len() == 1 { fs.pop().unwrap() } else { M::Prod(fs) };
+                    return if fs.len() == 1 {
+                        fs.pop().unwrap()
+                    } else {
+                        M::Prod(fs)
+                    };
                 }
                 return M::Prod(fs);
             }
@@ -129,8 +133,17 @@ pub fn had(a: M, b: M) -> M {
 fn split_num(m: M) -> (f64, M) {
     match m {
         M::Prod(mut fs) if fs.first().is_some_and(M::is_num) => {
-            let M::Num(c) = fs.remove(0) else { unreachable!() };
-            (c, if fs.len() == 1 { fs.pop().unwrap() } else { M::Prod(fs) })
+            let M::Num(c) = fs.remove(0) else {
+                unreachable!()
+            };
+            (
+                c,
+                if fs.len() == 1 {
+                    fs.pop().unwrap()
+                } else {
+                    M::Prod(fs)
+                },
+            )
         }
         m => (1.0, m),
     }
@@ -155,7 +168,13 @@ pub fn transpose(m: M, order: usize, symmetric: &dyn Fn(&str) -> bool) -> M {
             let mut out: Vec<M> = fs
                 .into_iter()
                 .enumerate()
-                .map(|(k, f)| if f.is_num() { f } else { transpose(f, if k + 1 == n { order } else { 2 }, symmetric) })
+                .map(|(k, f)| {
+                    if f.is_num() {
+                        f
+                    } else {
+                        transpose(f, if k + 1 == n { order } else { 2 }, symmetric)
+                    }
+                })
                 .collect();
             out.reverse();
             if out.last().is_some_and(M::is_num) {
@@ -164,11 +183,20 @@ pub fn transpose(m: M, order: usize, symmetric: &dyn Fn(&str) -> bool) -> M {
             }
             M::Prod(out)
         }
-        M::Add(ts) if order == 2 => M::Add(ts.into_iter().map(|t| transpose(t, order, symmetric)).collect()),
-        M::Had(fs) if order == 2 => M::Had(fs.into_iter().map(|t| transpose(t, order, symmetric)).collect()),
-        M::Div(a, b) if order == 2 => {
-            M::Div(Box::new(transpose(*a, order, symmetric)), Box::new(transpose(*b, order, symmetric)))
-        }
+        M::Add(ts) if order == 2 => M::Add(
+            ts.into_iter()
+                .map(|t| transpose(t, order, symmetric))
+                .collect(),
+        ),
+        M::Had(fs) if order == 2 => M::Had(
+            fs.into_iter()
+                .map(|t| transpose(t, order, symmetric))
+                .collect(),
+        ),
+        M::Div(a, b) if order == 2 => M::Div(
+            Box::new(transpose(*a, order, symmetric)),
+            Box::new(transpose(*b, order, symmetric)),
+        ),
         M::Pow(a, p) if order == 2 => M::Pow(Box::new(transpose(*a, order, symmetric)), p),
         M::Call(f, mut a) if order == 2 && is_elementwise(f) => {
             let x = a.pop().unwrap();
@@ -192,18 +220,27 @@ pub struct Recover<'g> {
     pub diag_form: bool,
     /// Diag matrices introduced, as (capital name, vector name).
     pub diag_defs: Vec<(String, String)>,
+    /// Nodes of the original function (as opposed to the derivative).
+    pub primal: rustc_hash::FxHashSet<Id>,
 }
 
 struct View {
     m: M,
     labels: Vec<u8>,
     eye: bool,
+    id: Option<Id>,
 }
 
 impl<'g> Recover<'g> {
     /// A converter with no names.
     pub fn new(g: &'g Graph) -> Recover<'g> {
-        Recover { g, names: FxHashMap::default(), diag_form: false, diag_defs: Vec::new() }
+        Recover {
+            g,
+            names: FxHashMap::default(),
+            diag_form: false,
+            diag_defs: Vec::new(),
+            primal: Default::default(),
+        }
     }
 
     fn dim(&self, d: Dim) -> String {
@@ -213,7 +250,8 @@ impl<'g> Recover<'g> {
     fn sym(&self) -> impl Fn(&str) -> bool + '_ {
         // Symmetric variables and Diag matrices are their own transposes.
         move |n: &str| {
-            self.g.vars.iter().any(|v| v.name == n && v.symmetric) || self.diag_defs.iter().any(|(c, _)| c == n)
+            self.g.vars.iter().any(|v| v.name == n && v.symmetric)
+                || self.diag_defs.iter().any(|(c, _)| c == n)
         }
     }
 
@@ -240,8 +278,15 @@ impl<'g> Recover<'g> {
             Node::Const(c) => M::Num(c.get()),
             Node::Fill(c, sh) => M::Fill(c.get(), sh.len()),
             Node::Literal(data, sh) => {
-                let cols = if sh.len() == 2 { data.len() / self.fixed(sh[0]).max(1) } else { 1 };
-                let rows: Vec<Vec<f64>> = data.chunks(cols.max(1)).map(|r| r.iter().map(|v| v.get()).collect()).collect();
+                let cols = if sh.len() == 2 {
+                    data.len() / self.fixed(sh[0]).max(1)
+                } else {
+                    1
+                };
+                let rows: Vec<Vec<f64>> = data
+                    .chunks(cols.max(1))
+                    .map(|r| r.iter().map(|v| v.get()).collect())
+                    .collect();
                 M::Literal(rows, sh.len())
             }
             Node::Delta(n) => M::Eye(self.dim(n)),
@@ -264,12 +309,20 @@ impl<'g> Recover<'g> {
                 flat.sort_by_key(|t| (!matches!(t, M::Num(_)), is_negative(t)));
                 M::Add(flat)
             }
+            Node::Mul(a, b, s1, s2, s3) if a == b && s1 == s2 && s3.is_empty() => {
+                // x'x = ‖x‖², A:A = ‖A‖²_F.
+                M::Pow(Box::new(M::Call("norm2", vec![self.convert(a)])), 2.0)
+            }
             Node::Mul(a, b, s1, s2, s3) => self.product(id, a, b, s1, s2, s3),
             Node::Reindex(a, ia, out) => {
                 let x = self.convert(a);
                 let order = g.order(a);
                 if ia.len() == out.len() {
-                    return if order == 2 && ia[0] == out[1] { self.t(x, 2) } else { x };
+                    return if order == 2 && ia[0] == out[1] {
+                        self.t(x, 2)
+                    } else {
+                        x
+                    };
                 }
                 if out.is_empty() {
                     return M::Call("sum", vec![x]);
@@ -316,7 +369,12 @@ impl<'g> Recover<'g> {
 
     fn view(&mut self, x: Id, labels: &Labels) -> View {
         let eye = matches!(self.g.node(x), Node::Delta(_));
-        View { m: self.convert(x), labels: labels.to_vec(), eye }
+        View {
+            m: self.convert(x),
+            labels: labels.to_vec(),
+            eye,
+            id: Some(x),
+        }
     }
 
     /// Sum a view over labels that occur nowhere else.
@@ -327,7 +385,12 @@ impl<'g> Recover<'g> {
         }
         let ones = M::Fill(1.0, 1);
         if drop.len() == v.labels.len() {
-            return View { m: M::Call("sum", vec![v.m]), labels: vec![], eye: false };
+            return View {
+                m: M::Call("sum", vec![v.m]),
+                labels: vec![],
+                eye: false,
+                id: None,
+            };
         }
         // Matrix with one summed axis.
         let (m, kept) = if v.labels[1] == drop[0] {
@@ -335,7 +398,12 @@ impl<'g> Recover<'g> {
         } else {
             (prod(self.t(v.m, 2), ones), v.labels[1])
         };
-        View { m, labels: vec![kept], eye: false }
+        View {
+            m,
+            labels: vec![kept],
+            eye: false,
+            id: None,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -376,7 +444,11 @@ impl<'g> Recover<'g> {
         let (la, lb) = (a.labels.len(), b.labels.len());
         if la == 0 || lb == 0 {
             let (s, v) = if la == 0 { (a, b) } else { (b, a) };
-            let body = if v.labels.len() == 2 && v.labels[0] != out[0] { self.t(v.m, 2) } else { v.m };
+            let body = if v.labels.len() == 2 && v.labels[0] != out[0] {
+                self.t(v.m, 2)
+            } else {
+                v.m
+            };
             return Some(prod(s.m, body));
         }
         if la == 1 && lb == 1 {
@@ -384,10 +456,18 @@ impl<'g> Recover<'g> {
             return Some(if i == j {
                 if out.is_empty() {
                     prod(self.t(a.m, 1), b.m)
-                } else if self.diag_form && matches!(a.m, M::Name(_)) {
-                    prod(self.diag_of(&a), b.m)
-                } else if self.diag_form && matches!(b.m, M::Name(_)) {
-                    prod(self.diag_of(&b), a.m)
+                } else if self.diag_form && (matches!(a.m, M::Name(_)) || matches!(b.m, M::Name(_)))
+                {
+                    // The scaling becomes the Diag matrix; prefer a factor that came
+                    // from differentiation (c in C z) over one of the function (z).
+                    let a_first = matches!(a.m, M::Name(_))
+                        && (!matches!(b.m, M::Name(_))
+                            || !a.id.is_some_and(|i| self.primal.contains(&i)));
+                    if a_first {
+                        prod(self.diag_of(&a), b.m)
+                    } else {
+                        prod(self.diag_of(&b), a.m)
+                    }
                 } else {
                     had(a.m, b.m)
                 }
@@ -414,11 +494,24 @@ impl<'g> Recover<'g> {
             }
             // Diagonal scaling: v[t]·M[t,o] → Diag(v) M, or M Diag(v).
             let d = self.diag_of(&v);
-            return Some(if out[0] == t { prod(d, self.orient(&m, t)) } else { prod(self.orient(&m, other), d) });
+            return Some(if out[0] == t {
+                prod(d, self.orient(&m, t))
+            } else {
+                prod(self.orient(&m, other), d)
+            });
         }
         // Two matrices.
-        let shared: Vec<u8> = a.labels.iter().copied().filter(|l| b.labels.contains(l)).collect();
-        let contracted: Vec<u8> = shared.iter().copied().filter(|l| !out.contains(l)).collect();
+        let shared: Vec<u8> = a
+            .labels
+            .iter()
+            .copied()
+            .filter(|l| b.labels.contains(l))
+            .collect();
+        let contracted: Vec<u8> = shared
+            .iter()
+            .copied()
+            .filter(|l| !out.contains(l))
+            .collect();
         match (shared.len(), contracted.len()) {
             (1, 1) => {
                 let c = contracted[0];
@@ -455,7 +548,11 @@ impl<'g> Recover<'g> {
                 }
                 let bm = self.orient(&b, a.labels[0]);
                 let h = had(a.m, bm);
-                Some(if out[0] == a.labels[0] { h } else { self.t(h, 2) })
+                Some(if out[0] == a.labels[0] {
+                    h
+                } else {
+                    self.t(h, 2)
+                })
             }
             (2, 1) => {
                 let h = *shared.iter().find(|l| out.contains(l)).unwrap();
@@ -474,12 +571,19 @@ impl<'g> Recover<'g> {
     /// Index notation for a node: `δᵢⱼ xₖ`-style, with the node's own indices.
     pub fn index_notation(&mut self, id: Id) -> String {
         let g = self.g;
-        let letters = ['i', 'j', 'k', 'l', 'm', 'n', 'p', 'q', 'r', 's', 't', 'u', 'v', 'w'];
+        let letters = [
+            'i', 'j', 'k', 'l', 'm', 'n', 'p', 'q', 'r', 's', 't', 'u', 'v', 'w',
+        ];
         let name = |l: u8| letters.get(l as usize).copied().unwrap_or('z').to_string();
         let idx = |ls: &[u8]| ls.iter().map(|&l| name(l)).collect::<Vec<_>>().join(",");
         match g.node(id).clone() {
             Node::Mul(a, b, s1, s2, s3) => {
-                let sum: Vec<u8> = s1.iter().chain(s2.iter()).copied().filter(|l| !s3.has(*l)).collect::<Vec<_>>();
+                let sum: Vec<u8> = s1
+                    .iter()
+                    .chain(s2.iter())
+                    .copied()
+                    .filter(|l| !s3.has(*l))
+                    .collect::<Vec<_>>();
                 let mut sum_u = Vec::new();
                 for l in sum {
                     if !sum_u.contains(&l) {
@@ -488,8 +592,17 @@ impl<'g> Recover<'g> {
                 }
                 let fa = self.operand_text(a);
                 let fb = self.operand_text(b);
-                let s = if sum_u.is_empty() { String::new() } else { format!("Σ_{} ", idx(&sum_u)) };
-                format!("[{s}{fa}[{}]·{fb}[{}]]_{{{}}}", idx(&s1), idx(&s2), idx(&s3))
+                let s = if sum_u.is_empty() {
+                    String::new()
+                } else {
+                    format!("Σ_{} ", idx(&sum_u))
+                };
+                format!(
+                    "[{s}{fa}[{}]·{fb}[{}]]_{{{}}}",
+                    idx(&s1),
+                    idx(&s2),
+                    idx(&s3)
+                )
             }
             Node::Reindex(a, ia, out) => {
                 let fa = self.operand_text(a);

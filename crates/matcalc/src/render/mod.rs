@@ -35,16 +35,29 @@ pub struct Rendered {
 impl Rendered {
     /// Print the intermediates and the results in a style.
     pub fn lines(&self, style: &Style) -> (Vec<String>, Vec<String>) {
-        let mut defs: Vec<String> =
-            self.definitions.iter().map(|(n, m)| format!("{} = {}", name(n, style), print::print(m, style))).collect();
+        let mut defs: Vec<String> = self
+            .definitions
+            .iter()
+            .map(|(n, m)| format!("{} = {}", name(n, style), print::print(m, style)))
+            .collect();
         for (cap, v) in &self.diag_defs {
             let d = match style.flavour {
-                print::Flavour::Latex => format!("{} = \\operatorname{{Diag}}({})", name(cap, style), name(v, style)),
+                print::Flavour::Latex => format!(
+                    "{} = \\operatorname{{Diag}}({})",
+                    name(cap, style),
+                    name(v, style)
+                ),
                 _ => format!("{cap} = Diag({v})"),
             };
             defs.push(d);
         }
-        (defs, self.results.iter().map(|m| print::print(m, style)).collect())
+        (
+            defs,
+            self.results
+                .iter()
+                .map(|m| print::print(m, style))
+                .collect(),
+        )
     }
 }
 
@@ -58,24 +71,31 @@ fn nameable(g: &Graph, id: Id) -> bool {
         return false;
     }
     match g.node(id) {
-        Node::Var(_) | Node::Const(_) | Node::Fill(..) | Node::Literal(..) | Node::Delta(_) => false,
+        Node::Var(_) | Node::Const(_) | Node::Fill(..) | Node::Literal(..) | Node::Delta(_) => {
+            false
+        }
         Node::Reindex(_, i, o) if i.len() == o.len() => false,
-        Node::Mul(a, _, s1, s2, s3) if s1.is_empty() && s2 == s3 && g.const_value(*a).is_some() => false,
+        Node::Mul(a, _, s1, s2, s3) if s1.is_empty() && s2 == s3 && g.const_value(*a).is_some() => {
+            false
+        }
         _ => true,
     }
 }
 
 /// Choose names for the cascade: function applications of the original
 /// expression and every subexpression used more than once.
-fn choose_names(g: &Graph, roots: &[Id], primal: Option<Id>, reserved: &[String]) -> Vec<(Id, String)> {
+fn choose_names(g: &Graph, roots: &[Id], reserved: &[String]) -> Vec<(Id, String)> {
     let order = g.topo_order(roots);
     let mut parents: FxHashMap<Id, usize> = FxHashMap::default();
     for &id in &order {
-        g.node(id).for_each_child(|c| *parents.entry(c).or_default() += 1);
+        g.node(id)
+            .for_each_child(|c| *parents.entry(c).or_default() += 1);
     }
     // Looking through transposes and scalings: the inner node is what is shared.
-    let primal_set: rustc_hash::FxHashSet<Id> = primal.map(|p| g.topo_order(&[p])).unwrap_or_default().into_iter().collect();
-    let candidates = ["a", "b", "c", "d", "f", "g", "h", "k", "m", "p", "q", "r", "s", "t", "u", "v", "w", "y", "z"];
+    let candidates = [
+        "a", "b", "c", "d", "f", "g", "h", "k", "m", "p", "q", "r", "s", "t", "u", "v", "w", "y",
+        "z",
+    ];
     let mut pool = candidates
         .iter()
         .map(|s| s.to_string())
@@ -98,8 +118,10 @@ fn choose_names(g: &Graph, roots: &[Id], primal: Option<Id>, reserved: &[String]
             continue;
         }
         let shared = parents.get(&id).copied().unwrap_or(0) >= 2;
-        let function = primal_set.contains(&id)
-            && matches!(g.node(id), Node::Map(..) | Node::Inv(_) | Node::Softmax(_) | Node::Det(_) | Node::LogDet(_));
+        let function = matches!(
+            g.node(id),
+            Node::Map(..) | Node::Inv(_) | Node::Softmax(_) | Node::Det(_) | Node::LogDet(_)
+        );
         if shared || function {
             names.push((id, next_name()));
         }
@@ -109,12 +131,23 @@ fn choose_names(g: &Graph, roots: &[Id], primal: Option<Id>, reserved: &[String]
 
 /// Recover matrix notation for `roots` in the given form. `reserved` are names
 /// the intermediates must avoid (variables, dimensions).
-pub fn recover(g: &Graph, roots: &[Id], form: Form, primal: Option<Id>, reserved: &[String]) -> Rendered {
+pub fn recover(
+    g: &Graph,
+    roots: &[Id],
+    form: Form,
+    primal: Option<Id>,
+    reserved: &[String],
+) -> Rendered {
     let mut r = Recover::new(g);
     let mut definitions = Vec::new();
     if form != Form::Nested {
         r.diag_form = form == Form::Diag;
-        let chosen = choose_names(g, roots, primal, reserved);
+        r.primal = primal
+            .map(|p| g.topo_order(&[p]))
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let chosen = choose_names(g, roots, reserved);
         for (id, n) in &chosen {
             let m = r.convert_def(*id);
             definitions.push((n.clone(), m));
@@ -122,7 +155,11 @@ pub fn recover(g: &Graph, roots: &[Id], form: Form, primal: Option<Id>, reserved
         }
     }
     let results = roots.iter().map(|&id| r.convert(id)).collect();
-    Rendered { definitions, diag_defs: r.diag_defs, results }
+    Rendered {
+        definitions,
+        diag_defs: r.diag_defs,
+        results,
+    }
 }
 
 /// One node as a nested expression in the input language.
@@ -139,7 +176,8 @@ pub fn expanded_size(g: &Graph, roots: &[Id]) -> u64 {
     let mut size: FxHashMap<Id, u64> = FxHashMap::default();
     for &id in &order {
         let mut s = 1u64;
-        g.node(id).for_each_child(|c| s = s.saturating_add(size[&c]));
+        g.node(id)
+            .for_each_child(|c| s = s.saturating_add(size[&c]));
         size.insert(id, s);
     }
     roots.iter().fold(0u64, |a, r| a.saturating_add(size[r]))

@@ -34,13 +34,32 @@ pub enum Flavour {
 
 impl Style {
     /// The input language.
-    pub const EXPR: Style =
-        Style { mul: "*", had: ".*", ediv: "./", transpose: "'", minus: "-", flavour: Flavour::Expr };
+    pub const EXPR: Style = Style {
+        mul: "*",
+        had: ".*",
+        ediv: "./",
+        transpose: "'",
+        minus: "-",
+        flavour: Flavour::Expr,
+    };
     /// Unicode text.
-    pub const TEXT: Style = Style { mul: " ", had: " ⊙ ", ediv: " ⊘ ", transpose: "ᵀ", minus: "−", flavour: Flavour::Text };
+    pub const TEXT: Style = Style {
+        mul: " ",
+        had: " ⊙ ",
+        ediv: " ⊘ ",
+        transpose: "ᵀ",
+        minus: "−",
+        flavour: Flavour::Text,
+    };
     /// LaTeX.
-    pub const LATEX: Style =
-        Style { mul: " ", had: " \\odot ", ediv: " \\oslash ", transpose: "^\\top", minus: "-", flavour: Flavour::Latex };
+    pub const LATEX: Style = Style {
+        mul: " ",
+        had: " \\odot ",
+        ediv: " \\oslash ",
+        transpose: "^\\top",
+        minus: "-",
+        flavour: Flavour::Latex,
+    };
 }
 
 const P_ADD: u8 = 0;
@@ -73,9 +92,17 @@ pub fn print(m: &M, s: &Style) -> String {
 
 fn paren(m: &M, s: &Style, min: u8, out: &mut String) {
     if prec(m) < min {
-        out.push_str(if s.flavour == Flavour::Latex { "\\left(" } else { "(" });
+        out.push_str(if s.flavour == Flavour::Latex {
+            "\\left("
+        } else {
+            "("
+        });
         go(m, s, out);
-        out.push_str(if s.flavour == Flavour::Latex { "\\right)" } else { ")" });
+        out.push_str(if s.flavour == Flavour::Latex {
+            "\\right)"
+        } else {
+            ")"
+        });
     } else {
         go(m, s, out);
     }
@@ -94,10 +121,13 @@ pub fn number(c: f64) -> String {
 
 fn latex_name(n: &str) -> String {
     const GREEK: [&str; 24] = [
-        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu", "xi",
-        "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega", "Omega",
+        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
+        "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi",
+        "omega", "Omega",
     ];
-    let split = n.find(|c: char| c.is_ascii_digit() || c == '_').unwrap_or(n.len());
+    let split = n
+        .find(|c: char| c.is_ascii_digit() || c == '_')
+        .unwrap_or(n.len());
     let (base, sub) = n.split_at(split);
     let sub = sub.trim_start_matches('_');
     let base = if GREEK.contains(&base) {
@@ -149,7 +179,11 @@ fn go(m: &M, s: &Style, out: &mut String) {
         M::Name(n) => out.push_str(&if latex { latex_name(n) } else { n.clone() }),
         M::Num(c) => {
             let t = number(*c);
-            out.push_str(&if *c < 0.0 { t.replacen('-', s.minus, 1) } else { t });
+            out.push_str(&if *c < 0.0 {
+                t.replacen('-', s.minus, 1)
+            } else {
+                t
+            });
         }
         M::Eye(n) => match s.flavour {
             Flavour::Expr => write!(out, "eye({n})").unwrap(),
@@ -157,26 +191,42 @@ fn go(m: &M, s: &Style, out: &mut String) {
             Flavour::Latex => write!(out, "I").unwrap(),
         },
         M::Fill(c, order) => match s.flavour {
-            Flavour::Expr => write!(out, "{}({})", if *order == 1 { "vector" } else { "matrix" }, number(*c)).unwrap(),
-            _ if *c == 1.0 && *order == 1 => out.push_str(if latex { "\\mathbf{1}" } else { "𝟏" }),
+            Flavour::Expr => write!(
+                out,
+                "{}({})",
+                if *order == 1 { "vector" } else { "matrix" },
+                number(*c)
+            )
+            .unwrap(),
+            _ if *c == 1.0 && *order == 1 => {
+                out.push_str(if latex { "\\mathbf{1}" } else { "𝟏" })
+            }
             _ if *c == 0.0 => out.push('0'),
             _ => {
                 let one = if latex { "\\mathbf{1}" } else { "𝟏" };
-                let t = if *order == 1 { one.to_string() } else { format!("{one}{one}{}", s.transpose) };
+                let t = if *order == 1 {
+                    one.to_string()
+                } else {
+                    format!("{one}{one}{}", s.transpose)
+                };
                 write!(out, "{}{}{t}", number(*c), s.mul).unwrap()
             }
         },
         M::Literal(rows, _) => match s.flavour {
             Flavour::Latex => {
                 out.push_str("\\begin{bmatrix}");
-                let r: Vec<String> =
-                    rows.iter().map(|r| r.iter().map(|v| number(*v)).collect::<Vec<_>>().join(" & ")).collect();
+                let r: Vec<String> = rows
+                    .iter()
+                    .map(|r| r.iter().map(|v| number(*v)).collect::<Vec<_>>().join(" & "))
+                    .collect();
                 out.push_str(&r.join(" \\\\ "));
                 out.push_str("\\end{bmatrix}");
             }
             _ => {
-                let r: Vec<String> =
-                    rows.iter().map(|r| r.iter().map(|v| number(*v)).collect::<Vec<_>>().join(" ")).collect();
+                let r: Vec<String> = rows
+                    .iter()
+                    .map(|r| r.iter().map(|v| number(*v)).collect::<Vec<_>>().join(" "))
+                    .collect();
                 write!(out, "[{}]", r.join("; ")).unwrap();
             }
         },
@@ -184,7 +234,9 @@ fn go(m: &M, s: &Style, out: &mut String) {
             for (k, t) in ts.iter().enumerate() {
                 let negated = match t {
                     M::Num(c) if *c < 0.0 => Some(M::Num(-c)),
-                    M::Prod(fs) if matches!(fs.first(), Some(M::Num(c)) if *c < 0.0) => Some(super::mexpr::neg(t.clone())),
+                    M::Prod(fs) if matches!(fs.first(), Some(M::Num(c)) if *c < 0.0) => {
+                        Some(super::mexpr::neg(t.clone()))
+                    }
                     _ => None,
                 };
                 match (k, negated) {
@@ -221,7 +273,9 @@ fn go(m: &M, s: &Style, out: &mut String) {
         }
         M::Had(fs) => {
             // Factors with negative powers go to the denominator: a .* b.^-1 = a ./ b.
-            let (num, den): (Vec<&M>, Vec<&M>) = fs.iter().partition(|f| !matches!(f, M::Pow(_, p) if *p < 0.0));
+            let (num, den): (Vec<&M>, Vec<&M>) = fs
+                .iter()
+                .partition(|f| !matches!(f, M::Pow(_, p) if *p < 0.0));
             let den: Vec<M> = den
                 .into_iter()
                 .map(|f| match f {

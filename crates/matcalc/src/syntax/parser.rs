@@ -884,7 +884,7 @@ mod tests {
 
         let e = parse_expr("+x").unwrap();
         assert_eq!(
-            (e.kind, e.span),
+            (e.kind.clone(), e.span),
             (ExprKind::Ident("x".into()), Span::new(0, 2))
         );
 
