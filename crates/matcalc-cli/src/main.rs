@@ -34,6 +34,7 @@ enum Command {
 #[derive(Args, Clone)]
 struct Input {
     /// The expression (`-` reads it from standard input).
+    #[arg(allow_hyphen_values = true)]
     expr: Option<String>,
     /// Read the expression from a file.
     #[arg(long, value_name = "PATH")]
@@ -133,9 +134,7 @@ type CmdResult = Result<ExitCode, Failure>;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The engine recurses over expression trees; give it room.
-    let child = std::thread::Builder::new()
-        .stack_size(1 << 30)
-        .spawn(move || run(cli));
+    let child = std::thread::Builder::new().stack_size(1 << 30).spawn(move || run(cli));
     match child.map(|h| h.join()) {
         Ok(Ok(Ok(code))) => code,
         Ok(Ok(Err(f))) => {
@@ -175,12 +174,9 @@ fn read_input(i: &Input) -> Result<(String, String), Failure> {
         }
         (Some(e), None) if e == "-" => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).map_err(|e| {
-                plain(Error::new(
-                    ErrorKind::Usage,
-                    format!("cannot read standard input: {e}"),
-                ))
-            })?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| plain(Error::new(ErrorKind::Usage, format!("cannot read standard input: {e}"))))?;
             s
         }
         (Some(e), None) => e.clone(),
@@ -191,10 +187,9 @@ fn read_input(i: &Input) -> Result<(String, String), Failure> {
             )
         })?,
         (None, None) => {
-            return Err(plain(
-                Error::new(ErrorKind::Usage, "no expression given")
-                    .hint("write it as the first argument, `-` for standard input, or --file PATH"),
-            ))
+            return Err(plain(Error::new(ErrorKind::Usage, "no expression given").hint(
+                "write it as the first argument, `-` for standard input, or --file PATH",
+            )))
         }
     };
     let expr = expr.trim_end().to_string();
@@ -233,16 +228,13 @@ fn derive(a: DeriveArgs) -> CmdResult {
     let ids: Vec<_> = ds.iter().map(|d| d.id).collect();
     let reserved = p.reserved_names();
     let nested_ok = render::expanded_size(&p.graph, &ids) <= render::MAX_NESTED;
-    let want_nested =
-        a.form == FormArg::Nested || a.format == Format::Expr || a.format == Format::Json;
+    let want_nested = a.form == FormArg::Nested || a.format == Format::Expr || a.format == Format::Json;
     if want_nested && !nested_ok {
         return Err(err(Error::new(
             ErrorKind::Limit,
             "the nested form of this derivative is too large to print",
         )
-        .hint(
-            "use --form cascade, which names shared subexpressions and grows linearly",
-        )));
+        .hint("use --form cascade, which names shared subexpressions and grows linearly")));
     }
     match a.format {
         Format::Expr => {
@@ -268,10 +260,7 @@ fn derive(a: DeriveArgs) -> CmdResult {
             } else {
                 Style::LATEX
             };
-            print!(
-                "{}",
-                report::derive_text(&p, &ds, form(a.form), &style, &reserved)
-            );
+            print!("{}", report::derive_text(&p, &ds, form(a.form), &style, &reserved));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -281,21 +270,12 @@ fn parse_dims(dims: &[String]) -> Result<Vec<(String, usize)>, Failure> {
     dims.iter()
         .map(|d| {
             let (n, v) = d.split_once('=').ok_or_else(|| {
-                plain(
-                    Error::new(
-                        ErrorKind::Usage,
-                        format!("--dim `{d}`: expected NAME=VALUE"),
-                    )
-                    .hint("e.g. --dim r=5"),
-                )
+                plain(Error::new(ErrorKind::Usage, format!("--dim `{d}`: expected NAME=VALUE")).hint("e.g. --dim r=5"))
             })?;
             let v: usize = v.trim().parse().map_err(|_| {
                 plain(
-                    Error::new(
-                        ErrorKind::Usage,
-                        format!("--dim `{d}`: `{v}` is not a whole number"),
-                    )
-                    .hint("e.g. --dim r=5"),
+                    Error::new(ErrorKind::Usage, format!("--dim `{d}`: `{v}` is not a whole number"))
+                        .hint("e.g. --dim r=5"),
                 )
             })?;
             Ok((n.trim().to_string(), v))
@@ -308,35 +288,22 @@ fn read_values(at: &[String]) -> Result<Vec<(String, Tensor)>, Failure> {
     let mut out: Vec<(String, Tensor)> = Vec::new();
     for spec in at {
         let (name, path) = match spec.split_once('=') {
-            Some((n, p))
-                if !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
-            {
-                (Some(n), p)
-            }
+            Some((n, p)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => (Some(n), p),
             _ => (None, spec.as_str()),
         };
         let bytes = std::fs::read(path).map_err(|e| {
             plain(
-                Error::new(
-                    ErrorKind::Value,
-                    format!("cannot read values file `{path}`: {e}"),
-                )
-                .hint("--at takes a JSON file mapping names to values, or NAME=FILE.npy"),
+                Error::new(ErrorKind::Value, format!("cannot read values file `{path}`: {e}"))
+                    .hint("--at takes a JSON file mapping names to values, or NAME=FILE.npy"),
             )
         })?;
         let new: Vec<(String, Tensor)> = match name {
-            Some(n) => vec![(
-                n.to_string(),
-                values::value_from_npy(&bytes, path).map_err(plain)?,
-            )],
+            Some(n) => vec![(n.to_string(), values::value_from_npy(&bytes, path).map_err(plain)?)],
             None => {
                 let text = String::from_utf8(bytes).map_err(|_| {
                     plain(
-                        Error::new(
-                            ErrorKind::Value,
-                            format!("`{path}` is not a text (JSON) file"),
-                        )
-                        .hint("for .npy files write NAME=FILE.npy"),
+                        Error::new(ErrorKind::Value, format!("`{path}` is not a text (JSON) file"))
+                            .hint("for .npy files write NAME=FILE.npy"),
                     )
                 })?;
                 values::values_from_json(&text, path).map_err(plain)?
@@ -372,10 +339,7 @@ fn eval(a: EvalArgs) -> CmdResult {
             s => {
                 return Err(plain(Error::new(
                     ErrorKind::Value,
-                    format!(
-                        "`{n}` has {} axes; variables are scalars, vectors or matrices",
-                        s.len()
-                    ),
+                    format!("`{n}` has {} axes; variables are scalars, vectors or matrices", s.len()),
                 )))
             }
         };
@@ -425,10 +389,7 @@ fn eval(a: EvalArgs) -> CmdResult {
         let v = serde_json::json!({"value": values::tensor_to_json(&out.values[0]), "derivatives": derivs});
         println!("{v}");
     } else {
-        print!(
-            "{}",
-            report::value_table(&out.values[0], &keys, &out.values[1..], &ds)
-        );
+        print!("{}", report::value_table(&out.values[0], &keys, &out.values[1..], &ds));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -447,9 +408,5 @@ fn check_cmd(a: CheckArgs) -> CmdResult {
     };
     let r = check::check(&mut p, &a.wrt, &opts).map_err(with_src(&expr, &decls))?;
     print!("{}", report::check_text(&r));
-    Ok(if r.passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if r.passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -33,9 +33,7 @@ impl Diagnostic for Diag {
         Some(Box::new(self.code))
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.hint
-            .as_ref()
-            .map(|h| Box::new(h.clone()) as Box<dyn fmt::Display>)
+        self.hint.as_ref().map(|h| Box::new(h.clone()) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
         if self.labels.is_empty() {
@@ -92,8 +90,7 @@ pub fn print_error(e: &Error, expr: &str, decls: &str) {
         labels,
         code: code(e.kind),
     };
-    let handler =
-        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
     let mut out = String::new();
     match handler.render_report(&mut out, &d) {
         Ok(()) => eprint!("{out}"),
@@ -126,10 +123,7 @@ pub fn layout(p: &Problem, d: &Derivative) -> (String, String) {
     if d.wrt.len() == 2 {
         let y = &d.wrt[1];
         if d.wrt[0] == d.wrt[1] {
-            return (
-                "hessian".into(),
-                format!("Hessian: H[i,j] = ∂²f/∂{x}ᵢ∂{x}ⱼ ({shape})"),
-            );
+            return ("hessian".into(), format!("Hessian: H[i,j] = ∂²f/∂{x}ᵢ∂{x}ⱼ ({shape})"));
         }
         return (
             "mixed".into(),
@@ -139,10 +133,7 @@ pub fn layout(p: &Problem, d: &Derivative) -> (String, String) {
     if d.wrt.len() > 2 {
         return (
             "tensor".into(),
-            format!(
-                "derivative of order {}: output axes first ({shape})",
-                d.wrt.len()
-            ),
+            format!("derivative of order {}: output axes first ({shape})", d.wrt.len()),
         );
     }
     match (fo, xo) {
@@ -152,15 +143,9 @@ pub fn layout(p: &Problem, d: &Derivative) -> (String, String) {
             } else {
                 ""
             };
-            (
-                "gradient".into(),
-                format!("gradient: same shape as {x} ({shape}){sym}"),
-            )
+            ("gradient".into(), format!("gradient: same shape as {x} ({shape}){sym}"))
         }
-        (1, 0 | 1) => (
-            "jacobian".into(),
-            format!("Jacobian: J[i,j] = ∂fᵢ/∂{x}ⱼ ({shape})"),
-        ),
+        (1, 0 | 1) => ("jacobian".into(), format!("Jacobian: J[i,j] = ∂fᵢ/∂{x}ⱼ ({shape})")),
         _ => (
             "tensor".into(),
             format!("tensor: ∂f[output axes]/∂{x}[axes], output axes first ({shape})"),
@@ -172,40 +157,31 @@ fn label(d: &Derivative, style: &Style) -> String {
     let n = d.wrt.len();
     let latex = style.flavour == Flavour::Latex;
     let name = |w: &str| render::print::print(&M::Name(w.to_string()), style);
-    if n == 1 {
-        return if latex {
-            format!("\\frac{{\\partial f}}{{\\partial {}}}", name(&d.wrt[0]))
-        } else {
-            format!("∂f/∂{}", d.wrt[0])
-        };
-    }
-    if latex {
-        let den: Vec<String> = d
-            .wrt
-            .iter()
-            .map(|w| format!("\\partial {}", name(w)))
-            .collect();
-        format!("\\frac{{\\partial^{n} f}}{{{}}}", den.join(" "))
-    } else {
-        let sup = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹']
-            .get(n)
-            .copied()
-            .unwrap_or('ⁿ');
-        format!(
-            "∂{sup}f/{}",
-            d.wrt.iter().map(|w| format!("∂{w}")).collect::<String>()
-        )
+    let same = d.wrt.iter().all(|w| *w == d.wrt[0]);
+    match (latex, n, same) {
+        (true, 1, _) => format!("\\frac{{\\partial f}}{{\\partial {}}}", name(&d.wrt[0])),
+        (false, 1, _) => format!("∂f/∂{}", d.wrt[0]),
+        (true, _, true) => format!("\\frac{{\\partial^{n} f}}{{\\partial {}^{n}}}", name(&d.wrt[0])),
+        (true, _, false) => {
+            let den: Vec<String> = d.wrt.iter().map(|w| format!("\\partial {}", name(w))).collect();
+            format!("\\frac{{\\partial^{n} f}}{{{}}}", den.join(" "))
+        }
+        (false, _, _) => {
+            let sup = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹']
+                .get(n)
+                .copied()
+                .unwrap_or('ⁿ');
+            if same {
+                format!("∂{sup}f/∂{}{sup}", d.wrt[0])
+            } else {
+                format!("∂{sup}f/{}", d.wrt.iter().map(|w| format!("∂{w}")).collect::<String>())
+            }
+        }
     }
 }
 
 /// `derive` output in text or LaTeX.
-pub fn derive_text(
-    p: &Problem,
-    ds: &[Derivative],
-    form: Form,
-    style: &Style,
-    reserved: &[String],
-) -> String {
+pub fn derive_text(p: &Problem, ds: &[Derivative], form: Form, style: &Style, reserved: &[String]) -> String {
     let g = &p.graph;
     let latex = style.flavour == Flavour::Latex;
     let mut out = String::new();
@@ -230,10 +206,7 @@ pub fn derive_text(
     }
     out.push_str(&format!("f = {}\n", fl[0]));
     if !p.assumed.is_empty() {
-        out.push_str(&format!(
-            "assumed (not declared): {}\n",
-            p.assumed.join("; ")
-        ));
+        out.push_str(&format!("assumed (not declared): {}\n", p.assumed.join("; ")));
     }
     if !defs.is_empty() {
         out.push_str("where\n");
@@ -275,7 +248,11 @@ pub fn derive_json(p: &Problem, ds: &[Derivative], reserved: &[String]) -> Strin
                 serde_json::json!({"definitions": defs, "result": res[0], "latex_definitions": ldefs, "latex": lres[0]})
             };
             let (kind, lay) = layout(p, d);
-            let expr = if has_index(&nested.results[0]) { serde_json::Value::Null } else { nested.lines(&Style::EXPR).1[0].clone().into() };
+            let expr = if has_index(&nested.results[0]) {
+                serde_json::Value::Null
+            } else {
+                nested.lines(&Style::EXPR).1[0].clone().into()
+            };
             serde_json::json!({
                 "wrt": d.wrt,
                 "kind": kind,
@@ -294,31 +271,20 @@ pub fn derive_json(p: &Problem, ds: &[Derivative], reserved: &[String]) -> Strin
         .iter()
         .map(|d| serde_json::json!({"name": d.name, "range": d.range, "assumed": d.assumed}))
         .collect();
-    serde_json::json!({"function": fj, "variables": vars, "dims": dims, "assumed": p.assumed, "derivatives": derivs}).to_string()
+    serde_json::json!({"function": fj, "variables": vars, "dims": dims, "assumed": p.assumed, "derivatives": derivs})
+        .to_string()
 }
 
 fn fmt_tensor(t: &Tensor) -> String {
     let num = |v: f64| format!("{v:.6}");
     match t.shape() {
         [] => num(t.data()[0]),
-        [_] => format!(
-            "[{}]",
-            t.data()
-                .iter()
-                .map(|&v| num(v))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        [_] => format!("[{}]", t.data().iter().map(|&v| num(v)).collect::<Vec<_>>().join(", ")),
         [_, c] => {
             let rows: Vec<String> = t
                 .data()
                 .chunks((*c).max(1))
-                .map(|r| {
-                    format!(
-                        "  [{}]",
-                        r.iter().map(|&v| num(v)).collect::<Vec<_>>().join(", ")
-                    )
-                })
+                .map(|r| format!("  [{}]", r.iter().map(|&v| num(v)).collect::<Vec<_>>().join(", ")))
                 .collect();
             format!("[\n{}\n]", rows.join(",\n"))
         }
@@ -327,12 +293,7 @@ fn fmt_tensor(t: &Tensor) -> String {
 }
 
 /// `eval` without `--json`.
-pub fn value_table(
-    value: &Tensor,
-    keys: &[String],
-    derivs: &[Tensor],
-    ds: &[Derivative],
-) -> String {
+pub fn value_table(value: &Tensor, keys: &[String], derivs: &[Tensor], ds: &[Derivative]) -> String {
     let mut out = format!("f = {}\n", fmt_tensor(value));
     for ((k, t), d) in keys.iter().zip(derivs).zip(ds) {
         let name = if d.wrt.len() == 1 {

@@ -56,18 +56,11 @@ pub fn derivatives(g: &mut Graph, f: Id, vars: &[usize]) -> Vec<Id> {
                         continue;
                     }
                     // x̄[O, sx] = Σ v̄[O, s3] · y[sy], broadcasting over labels only x had.
-                    let missing: Vec<u8> = sx
-                        .iter()
-                        .copied()
-                        .filter(|l| !s3.has(*l) && !sy.has(*l))
-                        .collect();
+                    let missing: Vec<u8> = sx.iter().copied().filter(|l| !s3.has(*l) && !sy.has(*l)).collect();
                     let (yy, yl) = if missing.is_empty() {
                         (y, sy)
                     } else {
-                        let dims = missing
-                            .iter()
-                            .map(|&l| g.shape(x)[sx.pos(l).unwrap()])
-                            .collect();
+                        let dims = missing.iter().map(|&l| g.shape(x)[sx.pos(l).unwrap()]).collect();
                         let ones = g.ones(dims);
                         let ml = Labels::from_slice(&missing);
                         let yl = sy.concat(&missing);
@@ -84,18 +77,9 @@ pub fn derivatives(g: &mut Graph, f: Id, vars: &[usize]) -> Vec<Id> {
                 let c = if missing.is_empty() {
                     g.reindex(bar, o.concat(&out), o.concat(&ia))
                 } else {
-                    let dims = missing
-                        .iter()
-                        .map(|&l| g.shape(a)[ia.pos(l).unwrap()])
-                        .collect();
+                    let dims = missing.iter().map(|&l| g.shape(a)[ia.pos(l).unwrap()]).collect();
                     let ones = g.ones(dims);
-                    g.mul(
-                        bar,
-                        ones,
-                        o.concat(&out),
-                        Labels::from_slice(&missing),
-                        o.concat(&ia),
-                    )
+                    g.mul(bar, ones, o.concat(&out), Labels::from_slice(&missing), o.concat(&ia))
                 };
                 push(g, a, c, &mut contribs);
             }
@@ -121,13 +105,7 @@ pub fn derivatives(g: &mut Graph, f: Id, vars: &[usize]) -> Vec<Id> {
                     Labels::from_slice(&[j, l]),
                     o.concat(&[k, j]),
                 );
-                let u = g.mul(
-                    v,
-                    t,
-                    Labels::from_slice(&[k, i]),
-                    o.concat(&[k, j]),
-                    o.concat(&[i, j]),
-                );
+                let u = g.mul(v, t, Labels::from_slice(&[k, i]), o.concat(&[k, j]), o.concat(&[i, j]));
                 let c = g.neg(u);
                 push(g, x, c, &mut contribs);
             }

@@ -36,8 +36,7 @@ pub const MAX_NODES: usize = 5_000_000;
 impl Problem {
     /// Parse and type an expression against declarations (`;`-separated).
     pub fn new(expr: &str, decls: &str) -> Result<Problem> {
-        let decls: Vec<Decl> =
-            crate::syntax::parse_decls(decls).map_err(|e| e.with_origin(Origin::Decls))?;
+        let decls: Vec<Decl> = crate::syntax::parse_decls(decls).map_err(|e| e.with_origin(Origin::Decls))?;
         let ast = crate::syntax::parse_expr(expr)?;
         Problem::from_ast(&ast, &decls)
     }
@@ -45,11 +44,7 @@ impl Problem {
     /// Type an already parsed expression.
     pub fn from_ast(ast: &crate::syntax::ast::Expr, decls: &[Decl]) -> Result<Problem> {
         let a = typing::analyze(ast, decls)?;
-        let mut occurring: Vec<(u32, String)> = a
-            .var_spans
-            .iter()
-            .map(|(n, s)| (s.start, n.clone()))
-            .collect();
+        let mut occurring: Vec<(u32, String)> = a.var_spans.iter().map(|(n, s)| (s.start, n.clone())).collect();
         occurring.sort();
         Ok(Problem {
             graph: a.graph,
@@ -66,10 +61,7 @@ impl Problem {
             Some(i) => Ok(i),
             None => {
                 let names: Vec<&str> = self.graph.vars.iter().map(|v| v.name.as_str()).collect();
-                let mut e = Error::new(
-                    ErrorKind::Usage,
-                    format!("`{name}` does not occur in the expression"),
-                );
+                let mut e = Error::new(ErrorKind::Usage, format!("`{name}` does not occur in the expression"));
                 e = match nearest(name, names.iter().copied()) {
                     Some(n) => e.hint(format!("did you mean `{n}`?")),
                     None if names.is_empty() => e.hint("the expression has no variables"),
@@ -95,14 +87,9 @@ impl Problem {
     /// ∂²f/∂x∂y.
     pub fn derive(&mut self, wrt: &[String], order: usize) -> Result<Vec<Derivative>> {
         if wrt.is_empty() {
-            return Err(
-                Error::new(ErrorKind::Usage, "nothing to differentiate by").hint("add --wrt NAME")
-            );
+            return Err(Error::new(ErrorKind::Usage, "nothing to differentiate by").hint("add --wrt NAME"));
         }
-        let idx: Vec<usize> = wrt
-            .iter()
-            .map(|w| self.var_index(w))
-            .collect::<Result<_>>()?;
+        let idx: Vec<usize> = wrt.iter().map(|w| self.var_index(w)).collect::<Result<_>>()?;
         if order == 0 {
             return Err(Error::new(ErrorKind::Usage, "--order must be at least 1"));
         }
@@ -119,15 +106,23 @@ impl Problem {
                 .collect());
         }
         if self.graph.order(self.root) != 0 {
-            return Err(Error::new(ErrorKind::Usage, format!("derivatives of order {order} need a scalar expression"))
-                .hint("this expression is not a scalar: differentiate once for its Jacobian, or reduce it (sum, norm2, x'*…)"));
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("derivatives of order {order} need a scalar expression"),
+            )
+            .hint(
+                "this expression is not a scalar: differentiate once for its Jacobian, or reduce it (sum, norm2, x'*…)",
+            ));
         }
         let seq: Vec<usize> = match idx.len() {
             1 => vec![idx[0]; order],
             n if n == order => idx.clone(),
             _ => {
-                return Err(Error::new(ErrorKind::Usage, format!("--order {order} with {} --wrt names", idx.len()))
-                    .hint("give one --wrt for the k-th derivative by it, or exactly k names for a mixed derivative"))
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    format!("--order {order} with {} --wrt names", idx.len()),
+                )
+                .hint("give one --wrt for the k-th derivative by it, or exactly k names for a mixed derivative"))
             }
         };
         if seq.iter().any(|&v| self.graph.vars[v].shape.len() > 1) && order > 2 {
@@ -141,14 +136,8 @@ impl Problem {
             cur = diff::derivatives(&mut self.graph, cur, &[v])[0];
             self.check_size()?;
         }
-        let names = seq
-            .iter()
-            .map(|&v| self.graph.vars[v].name.clone())
-            .collect();
-        Ok(vec![Derivative {
-            wrt: names,
-            id: cur,
-        }])
+        let names = seq.iter().map(|&v| self.graph.vars[v].name.clone()).collect();
+        Ok(vec![Derivative { wrt: names, id: cur }])
     }
 
     fn check_size(&self) -> Result<()> {

@@ -123,8 +123,8 @@ fn conventional_kind(name: &str) -> Kind {
 }
 
 const ELEMENTWISE: [&str; 17] = [
-    "sin", "cos", "tan", "asin", "acos", "atan", "exp", "log", "sqrt", "abs", "sign", "tanh",
-    "sigmoid", "softplus", "relu", "ln", "step",
+    "sin", "cos", "tan", "asin", "acos", "atan", "exp", "log", "sqrt", "abs", "sign", "tanh", "sigmoid", "softplus",
+    "relu", "ln", "step",
 ];
 const FUNCTIONS: [&str; 15] = [
     "sum",
@@ -150,11 +150,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, &cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
+            cur.push((prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
         }
         prev = cur;
     }
@@ -212,10 +208,7 @@ impl<'a> Typer<'a> {
             if t.dim_syms.contains_key(&d.name) && !matches!(d.kind, DeclKind::Dim(_)) {
                 return Err(Error::new(
                     ErrorKind::Name,
-                    format!(
-                        "`{}` is declared both as a dimension and as a variable",
-                        d.name
-                    ),
+                    format!("`{}` is declared both as a dimension and as a variable", d.name),
                 )
                 .label(d.span, Origin::Decls, "declared here")
                 .hint("use different names for dimensions and variables"));
@@ -234,11 +227,7 @@ impl<'a> Typer<'a> {
     }
 
     fn show(&mut self, ty: Ty, g: &Graph) -> String {
-        let dn = |t: &mut Typer, d: TD| {
-            t.u.get(d)
-                .map(|d| g.dim_name(d))
-                .unwrap_or_else(|| "?".into())
-        };
+        let dn = |t: &mut Typer, d: TD| t.u.get(d).map(|d| g.dim_name(d)).unwrap_or_else(|| "?".into());
         match ty.kind {
             Kind::Scalar => "a scalar".to_string(),
             Kind::Col => format!("a column vector of length {}", dn(self, ty.d[0])),
@@ -250,14 +239,7 @@ impl<'a> Typer<'a> {
         }
     }
 
-    fn mismatch(
-        &mut self,
-        g: &Graph,
-        span: Span,
-        what: &str,
-        parts: &[(&Expr, Ty)],
-        hint: &str,
-    ) -> Error {
+    fn mismatch(&mut self, g: &Graph, span: Span, what: &str, parts: &[(&Expr, Ty)], hint: &str) -> Error {
         let mut e = Error::new(ErrorKind::Shape, format!("shape mismatch in {what}"));
         e.labels.push(crate::error::Label {
             span,
@@ -305,9 +287,7 @@ impl<'a> Typer<'a> {
             }
         }
         let ty = match &e.kind {
-            ExprKind::Missing => {
-                return Err(Error::at(ErrorKind::Syntax, e.span, "missing expression"))
-            }
+            ExprKind::Missing => return Err(Error::at(ErrorKind::Syntax, e.span, "missing expression")),
             ExprKind::Num(_) => self.scalar(),
             ExprKind::Ident(name) => self.ident(name, e.span, g)?,
             ExprKind::Neg(x) => self.infer(x, g)?,
@@ -315,14 +295,8 @@ impl<'a> Typer<'a> {
                 let t = self.infer(x, g)?;
                 match t.kind {
                     Kind::Scalar => t,
-                    Kind::Col => Ty {
-                        kind: Kind::Row,
-                        ..t
-                    },
-                    Kind::Row => Ty {
-                        kind: Kind::Col,
-                        ..t
-                    },
+                    Kind::Col => Ty { kind: Kind::Row, ..t },
+                    Kind::Row => Ty { kind: Kind::Col, ..t },
                     Kind::Mat => Ty {
                         kind: Kind::Mat,
                         d: [t.d[1], t.d[0]],
@@ -334,20 +308,14 @@ impl<'a> Typer<'a> {
                 let tb = self.infer(b, g)?;
                 self.binary(e, *op, a, ta, b, tb, g)?
             }
-            ExprKind::Call {
-                name,
-                name_span,
-                args,
-            } => self.call(e, name, *name_span, args, g)?,
+            ExprKind::Call { name, name_span, args } => self.call(e, name, *name_span, args, g)?,
             ExprKind::Matrix(rows) => {
                 for x in rows.iter().flatten() {
                     if literal_number(x).is_none() {
-                        return Err(Error::at(
-                            ErrorKind::Syntax,
-                            x.span,
-                            "matrix literal entries must be numbers",
-                        )
-                        .hint("write symbolic entries as an expression, e.g. a*[1 0; 0 1]"));
+                        return Err(
+                            Error::at(ErrorKind::Syntax, x.span, "matrix literal entries must be numbers")
+                                .hint("write symbolic entries as an expression, e.g. a*[1 0; 0 1]"),
+                        );
                     }
                 }
                 let (r, c) = (rows.len() as u64, rows[0].len() as u64);
@@ -374,18 +342,14 @@ impl<'a> Typer<'a> {
 
     fn ident(&mut self, name: &str, span: Span, g: &Graph) -> Result<Ty> {
         if self.dim_syms.contains_key(name) && !self.vars.contains_key(name) {
-            return Err(Error::at(
-                ErrorKind::Name,
-                span,
-                format!("`{name}` is a dimension, not a value"),
-            )
-            .hint("dimensions can only appear in declarations and in eye(n)"));
+            return Err(
+                Error::at(ErrorKind::Name, span, format!("`{name}` is a dimension, not a value"))
+                    .hint("dimensions can only appear in declarations and in eye(n)"),
+            );
         }
         if FUNCTIONS.contains(&name) || ELEMENTWISE.contains(&name) {
-            return Err(
-                Error::at(ErrorKind::Syntax, span, format!("`{name}` is a function"))
-                    .hint(format!("call it with parentheses: {name}(...)")),
-            );
+            return Err(Error::at(ErrorKind::Syntax, span, format!("`{name}` is a function"))
+                .hint(format!("call it with parentheses: {name}(...)")));
         }
         self.var_spans.entry(name.to_string()).or_insert(span);
         if !self.vars.contains_key(name) {
@@ -417,16 +381,7 @@ impl<'a> Typer<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn binary(
-        &mut self,
-        e: &Expr,
-        op: BinOp,
-        a: &Expr,
-        ta: Ty,
-        b: &Expr,
-        tb: Ty,
-        g: &Graph,
-    ) -> Result<Ty> {
+    fn binary(&mut self, e: &Expr, op: BinOp, a: &Expr, ta: Ty, b: &Expr, tb: Ty, g: &Graph) -> Result<Ty> {
         use Kind::*;
         let what = format!("`{}`", op.symbol());
         let parts = [(a, ta), (b, tb)];
@@ -440,9 +395,7 @@ impl<'a> Typer<'a> {
                 Mat => 2,
             };
             for k in 0..n {
-                t.unify_or(ta.d[k], tb.d[k], |t| {
-                    t.mismatch(g, e.span, &what, &parts, hint)
-                })?;
+                t.unify_or(ta.d[k], tb.d[k], |t| t.mismatch(g, e.span, &what, &parts, hint))?;
             }
             Ok(ta)
         };
@@ -542,12 +495,10 @@ impl<'a> Typer<'a> {
                         )
                     })?;
                     if literal_number(b).is_none_or(|p| p.fract() != 0.0) {
-                        return Err(Error::at(
-                            ErrorKind::Shape,
-                            b.span,
-                            "a matrix power needs an integer exponent",
-                        )
-                        .hint("write A^2, A^-1, …; use .^ for elementwise powers"));
+                        return Err(
+                            Error::at(ErrorKind::Shape, b.span, "a matrix power needs an integer exponent")
+                                .hint("write A^2, A^-1, …; use .^ for elementwise powers"),
+                        );
                     }
                     Ok(ta)
                 }
@@ -562,14 +513,7 @@ impl<'a> Typer<'a> {
         }
     }
 
-    fn call(
-        &mut self,
-        e: &Expr,
-        name: &str,
-        name_span: Span,
-        args: &[Expr],
-        g: &mut Graph,
-    ) -> Result<Ty> {
+    fn call(&mut self, e: &Expr, name: &str, name_span: Span, args: &[Expr], g: &mut Graph) -> Result<Ty> {
         let arity = |n: usize| -> Result<()> {
             if args.len() != n {
                 return Err(Error::at(
@@ -587,13 +531,9 @@ impl<'a> Typer<'a> {
         if name == "eye" {
             arity(1)?;
             let d = match &args[0].kind {
-                ExprKind::Num(n) if *n >= 0.0 && n.fract() == 0.0 => {
-                    self.u.known(Dim::Fixed(*n as u64))
-                }
+                ExprKind::Num(n) if *n >= 0.0 && n.fract() == 0.0 => self.u.known(Dim::Fixed(*n as u64)),
                 ExprKind::Ident(s) if !self.vars.contains_key(s) => {
-                    self.dim_syms
-                        .entry(s.clone())
-                        .or_insert((None, args[0].span));
+                    self.dim_syms.entry(s.clone()).or_insert((None, args[0].span));
                     let sym = g.dim_symbol(s, None, false);
                     self.u.known(sym)
                 }
@@ -612,11 +552,7 @@ impl<'a> Typer<'a> {
             });
         }
         if !ELEMENTWISE.contains(&name) && !FUNCTIONS.contains(&name) {
-            let mut e = Error::at(
-                ErrorKind::Name,
-                name_span,
-                format!("unknown function `{name}`"),
-            );
+            let mut e = Error::at(ErrorKind::Name, name_span, format!("unknown function `{name}`"));
             let all = ELEMENTWISE.iter().chain(FUNCTIONS.iter()).copied();
             e = match nearest(name, all) {
                 Some(s) => e.hint(format!("did you mean `{s}`?")),
@@ -667,13 +603,7 @@ impl<'a> Typer<'a> {
             "softmax" => match t.kind {
                 Kind::Col | Kind::Row | Kind::Scalar => t,
                 Kind::Mat => {
-                    return Err(self.mismatch(
-                        g,
-                        e.span,
-                        "`softmax`",
-                        &parts,
-                        "softmax takes a vector",
-                    ));
+                    return Err(self.mismatch(g, e.span, "`softmax`", &parts, "softmax takes a vector"));
                 }
             },
             "vector" | "matrix" => {
@@ -728,9 +658,7 @@ impl<'a> Typer<'a> {
     }
 
     fn dim(&mut self, t: TD) -> Dim {
-        self.u
-            .get(t)
-            .expect("dimensions are resolved before lowering")
+        self.u.get(t).expect("dimensions are resolved before lowering")
     }
 
     fn shape(&mut self, ty: Ty) -> Vec<Dim> {
@@ -829,11 +757,7 @@ impl Lower<'_, '_> {
             }
             ExprKind::Call { name, args, .. } => self.call(e, name, args, g)?,
             ExprKind::Matrix(rows) => {
-                let data: Vec<f64> = rows
-                    .iter()
-                    .flatten()
-                    .map(|x| literal_number(x).unwrap())
-                    .collect();
+                let data: Vec<f64> = rows.iter().flatten().map(|x| literal_number(x).unwrap()).collect();
                 let ty = self.t.types[self.next];
                 let shape = self.t.shape(ty);
                 if shape.is_empty() {
@@ -848,17 +772,7 @@ impl Lower<'_, '_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn binary(
-        &mut self,
-        e: &Expr,
-        op: BinOp,
-        a: Id,
-        ta: Ty,
-        b: Id,
-        tb: Ty,
-        ty: Ty,
-        g: &mut Graph,
-    ) -> Result<Id> {
+    fn binary(&mut self, e: &Expr, op: BinOp, a: Id, ta: Ty, b: Id, tb: Ty, ty: Ty, g: &mut Graph) -> Result<Id> {
         let _ = e;
         let broadcast = |g: &mut Graph, a: Id, b: Id| -> (Id, Id) {
             match (g.order(a), g.order(b)) {
@@ -1008,11 +922,7 @@ pub fn analyze(expr: &Expr, decls: &[Decl]) -> Result<Analyzed> {
             assumed.push(match kind {
                 Kind::Scalar => format!("{name}: scalar"),
                 Kind::Col | Kind::Row => format!("{name}: vector({})", g.dim_name(shape[0])),
-                Kind::Mat => format!(
-                    "{name}: matrix({}, {})",
-                    g.dim_name(shape[0]),
-                    g.dim_name(shape[1])
-                ),
+                Kind::Mat => format!("{name}: matrix({}, {})", g.dim_name(shape[0]), g.dim_name(shape[1])),
             });
         }
     }

@@ -4,13 +4,7 @@ use matcalc::Problem;
 fn show(expr: &str, decls: &str, wrt: &str, order: usize) -> String {
     let mut p = Problem::new(expr, decls).unwrap_or_else(|e| panic!("{expr}: {e}"));
     let d = p.derive(&[wrt.to_string()], order).unwrap();
-    let r = render::recover(
-        &p.graph,
-        &[d[0].id],
-        Form::Nested,
-        Some(p.root),
-        &p.reserved_names(),
-    );
+    let r = render::recover(&p.graph, &[d[0].id], Form::Nested, Some(p.root), &p.reserved_names());
     let (_, res) = r.lines(&Style::EXPR);
     res[0].clone()
 }

@@ -92,18 +92,9 @@ fn domains(g: &Graph, root: Id) -> Vec<Domain> {
     for &id in order.iter().rev() {
         let here = ctx[id.index()];
         let child_ctx = match g.node(id) {
-            Node::Map(Func::Log, _) => Domain {
-                positive: true,
-                ..here
-            },
-            Node::Pow(_, p) if p.get() < 0.0 || p.get().fract() != 0.0 => Domain {
-                positive: true,
-                ..here
-            },
-            Node::Map(Func::Asin | Func::Acos, _) => Domain {
-                small: true,
-                ..here
-            },
+            Node::Map(Func::Log, _) => Domain { positive: true, ..here },
+            Node::Pow(_, p) if p.get() < 0.0 || p.get().fract() != 0.0 => Domain { positive: true, ..here },
+            Node::Map(Func::Asin | Func::Acos, _) => Domain { small: true, ..here },
             Node::Inv(_) | Node::Det(_) | Node::LogDet(_) => Domain {
                 invertible: true,
                 ..here
@@ -143,12 +134,7 @@ pub fn sample_dims(g: &Graph, explicit: &[(String, usize)], rng: &mut StdRng) ->
 }
 
 /// Draw values for every variable, respecting the domain of the expression.
-pub fn sample_values(
-    g: &Graph,
-    root: Id,
-    dims: &DimValues,
-    rng: &mut StdRng,
-) -> Vec<Option<Tensor>> {
+pub fn sample_values(g: &Graph, root: Id, dims: &DimValues, rng: &mut StdRng) -> Vec<Option<Tensor>> {
     let doms = domains(g, root);
     g.vars
         .iter()
@@ -193,8 +179,7 @@ pub fn sample_values(
                     // I + small noise: well conditioned, positive determinant.
                     let s = 0.3 / (m as f64).sqrt();
                     for (k, e) in data.iter_mut().enumerate() {
-                        *e = if dom.positive { *e * s } else { *e * s * 0.5 }
-                            + if k / m == k % m { 1.0 } else { 0.0 };
+                        *e = if dom.positive { *e * s } else { *e * s * 0.5 } + if k / m == k % m { 1.0 } else { 0.0 };
                     }
                 }
             }
@@ -214,14 +199,7 @@ fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
 
 /// Central difference of `f` at `vars` in direction `dir` of variable `vi`, with
 /// Richardson extrapolation (error O(h⁴)).
-fn fd(
-    g: &Graph,
-    f: Id,
-    vars: &[Option<Tensor>],
-    vi: usize,
-    dir: &Tensor,
-    dims: &DimValues,
-) -> Result<Tensor> {
+fn fd(g: &Graph, f: Id, vars: &[Option<Tensor>], vi: usize, dir: &Tensor, dims: &DimValues) -> Result<Tensor> {
     let x = vars[vi].as_ref().expect("sampled");
     let scale = x.data().iter().fold(1.0f64, |m, v| m.max(v.abs()));
     let h = 1e-3 * scale;
@@ -291,9 +269,7 @@ pub fn check(p: &mut Problem, wrt: &[String], opts: &CheckOptions) -> Result<Che
             .collect::<Vec<_>>()
             .join(" ");
         for (f, d, vi, what) in &triples {
-            let dval = interp::evaluate(g, &[*d], p.root, &vars, &dims)?
-                .values
-                .remove(0);
+            let dval = interp::evaluate(g, &[*d], p.root, &vars, &dims)?.values.remove(0);
             let x = vars[*vi].as_ref().unwrap();
             let (po, q) = (g.order(*f), x.order());
             let dl = Labels::range(0, po + q);
@@ -301,10 +277,7 @@ pub fn check(p: &mut Problem, wrt: &[String], opts: &CheckOptions) -> Result<Che
             let ol = Labels::range(0, po);
             let symmetric = g.vars[*vi].symmetric;
             for _ in 0..opts.directions {
-                let mut dir = Tensor::from_vec(
-                    x.shape().to_vec(),
-                    (0..x.len()).map(|_| normal(&mut rng)).collect(),
-                )?;
+                let mut dir = Tensor::from_vec(x.shape().to_vec(), (0..x.len()).map(|_| normal(&mut rng)).collect())?;
                 let n = norm(&dir).max(1e-300);
                 dir.scale(1.0 / n);
                 if symmetric {

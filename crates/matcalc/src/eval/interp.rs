@@ -12,11 +12,7 @@ pub type DimValues = Vec<Option<usize>>;
 
 /// Bind dimension symbols from variable values and explicit `name=value` pairs;
 /// check every value's shape against its variable.
-pub fn bind_dims(
-    g: &Graph,
-    values: &[Option<Tensor>],
-    explicit: &[(String, usize)],
-) -> Result<DimValues> {
+pub fn bind_dims(g: &Graph, values: &[Option<Tensor>], explicit: &[(String, usize)]) -> Result<DimValues> {
     let mut dims: DimValues = vec![None; g.dims.len()];
     let mut origin: Vec<String> = vec![String::new(); g.dims.len()];
     for (name, v) in explicit {
@@ -85,10 +81,7 @@ pub fn bind_dims(
                                     origin[s]
                                 ),
                             )
-                            .hint(format!(
-                                "every use of `{}` must have the same length",
-                                g.dims[s].name
-                            )))
+                            .hint(format!("every use of `{}` must have the same length", g.dims[s].name)))
                         }
                         Some(_) => {}
                         None => {
@@ -102,12 +95,10 @@ pub fn bind_dims(
         if var.symmetric {
             let n = t.shape()[0];
             let d = t.data();
-            let asym = (0..n)
-                .flat_map(|i| (0..n).map(move |j| (i, j)))
-                .any(|(i, j)| {
-                    let (a, b) = (d[i * n + j], d[j * n + i]);
-                    (a - b).abs() > 1e-9 * (1.0 + a.abs().max(b.abs()))
-                });
+            let asym = (0..n).flat_map(|i| (0..n).map(move |j| (i, j))).any(|(i, j)| {
+                let (a, b) = (d[i * n + j], d[j * n + i]);
+                (a - b).abs() > 1e-9 * (1.0 + a.abs().max(b.abs()))
+            });
             if asym {
                 return Err(Error::new(
                     ErrorKind::Value,
@@ -164,11 +155,7 @@ fn size(g: &Graph, dims: &DimValues, d: Dim) -> Result<usize> {
         Dim::Fixed(n) => Ok(n as usize),
         Dim::Sym(s) => dims[s as usize].ok_or_else(|| {
             let name = &g.dims[s as usize].name;
-            Error::new(
-                ErrorKind::Value,
-                format!("the size of dimension `{name}` is not known"),
-            )
-            .hint(format!(
+            Error::new(ErrorKind::Value, format!("the size of dimension `{name}` is not known")).hint(format!(
                 "give it with --dim {name}=…, or give a value for a variable that has it"
             ))
         }),
@@ -186,20 +173,13 @@ fn short(g: &Graph, id: Id) -> String {
 /// Evaluate `roots`. `primal` nodes (those of the function itself) must be
 /// finite; in derivative-only nodes a non-differentiable point uses the
 /// subgradient convention (0·∞ = 0, sign(0) = 0) and produces a warning.
-pub fn evaluate(
-    g: &Graph,
-    roots: &[Id],
-    primal: Id,
-    vars: &[Option<Tensor>],
-    dims: &DimValues,
-) -> Result<Evaluated> {
+pub fn evaluate(g: &Graph, roots: &[Id], primal: Id, vars: &[Option<Tensor>], dims: &DimValues) -> Result<Evaluated> {
     let order = g.topo_order(roots);
     let primal_set: rustc_hash::FxHashSet<Id> = g.topo_order(&[primal]).into_iter().collect();
     // Remaining uses, to free intermediates as soon as possible.
     let mut uses: FxHashMap<Id, usize> = FxHashMap::default();
     for &id in &order {
-        g.node(id)
-            .for_each_child(|c| *uses.entry(c).or_default() += 1);
+        g.node(id).for_each_child(|c| *uses.entry(c).or_default() += 1);
     }
     for &r in roots {
         *uses.entry(r).or_default() += 1;
@@ -215,26 +195,17 @@ pub fn evaluate(
                 Some(t) => t.clone(),
                 None => {
                     let name = &g.vars[*v as usize].name;
-                    return Err(Error::new(
-                        ErrorKind::Value,
-                        format!("no value given for `{name}`"),
-                    )
-                    .hint(format!("add \"{name}\" to the values file")));
+                    return Err(Error::new(ErrorKind::Value, format!("no value given for `{name}`"))
+                        .hint(format!("add \"{name}\" to the values file")));
                 }
             },
             Node::Const(c) => Tensor::scalar(c.get()),
             Node::Fill(c, sh) => {
-                let s: Vec<usize> = sh
-                    .iter()
-                    .map(|&d| size(g, dims, d))
-                    .collect::<Result<_>>()?;
+                let s: Vec<usize> = sh.iter().map(|&d| size(g, dims, d)).collect::<Result<_>>()?;
                 Tensor::filled(&s, c.get())
             }
             Node::Literal(data, sh) => {
-                let s: Vec<usize> = sh
-                    .iter()
-                    .map(|&d| size(g, dims, d))
-                    .collect::<Result<_>>()?;
+                let s: Vec<usize> = sh.iter().map(|&d| size(g, dims, d)).collect::<Result<_>>()?;
                 Tensor::from_vec(s, data.iter().map(|v| v.get()).collect())?
             }
             Node::Delta(d) => Tensor::eye(size(g, dims, *d)?),
@@ -304,30 +275,22 @@ pub fn evaluate(
         };
         if !t.all_finite() {
             let (what, hint) = match node {
-                Node::Map(Func::Log, _) => (
-                    "log of a negative number or of zero",
-                    "log needs positive arguments",
-                ),
-                Node::Pow(_, p) if p.get() < 0.0 => {
-                    ("division by zero", "the base must not be zero")
-                }
+                Node::Map(Func::Log, _) => ("log of a negative number or of zero", "log needs positive arguments"),
+                Node::Pow(_, p) if p.get() < 0.0 => ("division by zero", "the base must not be zero"),
                 Node::Pow(..) => (
                     "a fractional power of a negative number",
                     "the base must be non-negative",
                 ),
-                Node::Map(Func::Asin | Func::Acos, _) => (
-                    "asin/acos outside [-1, 1]",
-                    "the argument must lie in [-1, 1]",
-                ),
+                Node::Map(Func::Asin | Func::Acos, _) => {
+                    ("asin/acos outside [-1, 1]", "the argument must lie in [-1, 1]")
+                }
                 _ => (
                     "a value that is not finite (overflow or invalid operation)",
                     "check the values",
                 ),
             };
             let _ = in_primal;
-            return Err(
-                Error::new(ErrorKind::Numeric, format!("{what} in `{}`", short(g, id))).hint(hint),
-            );
+            return Err(Error::new(ErrorKind::Numeric, format!("{what} in `{}`", short(g, id))).hint(hint));
         }
         node.for_each_child(|c| {
             if let Some(u) = uses.get_mut(&c) {

@@ -63,11 +63,7 @@ impl Lu {
     /// `rhs ← A⁻¹·rhs`.
     fn solve_in_place(&self, rhs: MatMut<'_, f64>) {
         let (n, k) = (self.n(), rhs.ncols());
-        let mut buf = MemBuffer::new(lu_solve::solve_in_place_scratch::<usize, f64>(
-            n,
-            k,
-            Par::Seq,
-        ));
+        let mut buf = MemBuffer::new(lu_solve::solve_in_place_scratch::<usize, f64>(n, k, Par::Seq));
         let lu = self.lu.as_ref();
         lu_solve::solve_in_place(lu, lu, self.perm(), rhs, Par::Seq, MemStack::new(&mut buf));
     }
@@ -75,20 +71,9 @@ impl Lu {
     /// `rhs ← A⁻ᵀ·rhs`.
     fn solve_transpose_in_place(&self, rhs: MatMut<'_, f64>) {
         let (n, k) = (self.n(), rhs.ncols());
-        let mut buf = MemBuffer::new(lu_solve::solve_transpose_in_place_scratch::<usize, f64>(
-            n,
-            k,
-            Par::Seq,
-        ));
+        let mut buf = MemBuffer::new(lu_solve::solve_transpose_in_place_scratch::<usize, f64>(n, k, Par::Seq));
         let lu = self.lu.as_ref();
-        lu_solve::solve_transpose_in_place(
-            lu,
-            lu,
-            self.perm(),
-            rhs,
-            Par::Seq,
-            MemStack::new(&mut buf),
-        );
+        lu_solve::solve_transpose_in_place(lu, lu, self.perm(), rhs, Par::Seq, MemStack::new(&mut buf));
     }
 }
 
@@ -98,10 +83,7 @@ fn square(a: &Tensor, op: &str) -> Result<usize> {
         [r, c] if r == c => Ok(*r),
         s => Err(Error::new(
             ErrorKind::Shape,
-            format!(
-                "{op} needs a square matrix, but got shape {}",
-                shape_string(s)
-            ),
+            format!("{op} needs a square matrix, but got shape {}", shape_string(s)),
         )),
     }
 }
@@ -321,11 +303,10 @@ pub fn logdet(a: &Tensor) -> Result<(f64, f64)> {
     }
     let lu = factor(a, n, "logdet")?;
     if lu.has_zero_pivot() {
-        return Err(Error::new(
-            ErrorKind::Numeric,
-            "logdet: matrix is singular (log|det| = -inf)",
-        )
-        .hint("the determinant is exactly zero"));
+        return Err(
+            Error::new(ErrorKind::Numeric, "logdet: matrix is singular (log|det| = -inf)")
+                .hint("the determinant is exactly zero"),
+        );
     }
     Ok(logdet_of(&lu))
 }
@@ -344,11 +325,7 @@ mod tests {
     }
 
     fn random(rng: &mut StdRng, n: usize, lo: f64, hi: f64) -> Tensor {
-        Tensor::from_vec(
-            vec![n, n],
-            (0..n * n).map(|_| rng.gen_range(lo..hi)).collect(),
-        )
-        .unwrap()
+        Tensor::from_vec(vec![n, n], (0..n * n).map(|_| rng.gen_range(lo..hi)).collect()).unwrap()
     }
 
     fn max_abs(t: &Tensor) -> f64 {
@@ -408,10 +385,7 @@ mod tests {
             logdet(&mat(&[&[1.0, 2.0], &[2.0, 4.0]])).unwrap_err().kind,
             ErrorKind::Numeric
         );
-        assert_eq!(
-            logdet(&Tensor::zeros(&[2, 2])).unwrap_err().kind,
-            ErrorKind::Numeric
-        );
+        assert_eq!(logdet(&Tensor::zeros(&[2, 2])).unwrap_err().kind, ErrorKind::Numeric);
         // A badly scaled but well-conditioned matrix is fine.
         let x = inv(&mat(&[&[1e-200, 0.0], &[0.0, 1e-200]])).unwrap();
         assert_eq!(x.data(), &[1e200, 0.0, 0.0, 1e200]);
@@ -422,9 +396,7 @@ mod tests {
         let hilbert = |n: usize| {
             Tensor::from_vec(
                 vec![n, n],
-                (0..n * n)
-                    .map(|t| 1.0 / ((t / n + t % n + 1) as f64))
-                    .collect(),
+                (0..n * n).map(|t| 1.0 / ((t / n + t % n + 1) as f64)).collect(),
             )
             .unwrap()
         };
@@ -435,30 +407,17 @@ mod tests {
     #[test]
     fn shape_and_finiteness_errors() {
         let r = Tensor::zeros(&[2, 3]);
-        for e in [
-            inv(&r).unwrap_err(),
-            det(&r).unwrap_err(),
-            logdet(&r).unwrap_err(),
-        ] {
+        for e in [inv(&r).unwrap_err(), det(&r).unwrap_err(), logdet(&r).unwrap_err()] {
             assert_eq!(e.kind, ErrorKind::Shape);
             assert!(e.message.contains("2×3"), "{}", e.message);
         }
-        assert_eq!(
-            det(&Tensor::zeros(&[3])).unwrap_err().kind,
-            ErrorKind::Shape
-        );
-        assert_eq!(
-            det(&Tensor::scalar(2.0)).unwrap_err().kind,
-            ErrorKind::Shape
-        );
+        assert_eq!(det(&Tensor::zeros(&[3])).unwrap_err().kind, ErrorKind::Shape);
+        assert_eq!(det(&Tensor::scalar(2.0)).unwrap_err().kind, ErrorKind::Shape);
         let nan = mat(&[&[1.0, f64::NAN], &[0.0, 1.0]]);
         assert_eq!(inv(&nan).unwrap_err().kind, ErrorKind::Numeric);
         assert_eq!(det(&nan).unwrap_err().kind, ErrorKind::Numeric);
         let a = Tensor::eye(2);
-        assert_eq!(
-            solve(&a, &Tensor::zeros(&[3])).unwrap_err().kind,
-            ErrorKind::Shape
-        );
+        assert_eq!(solve(&a, &Tensor::zeros(&[3])).unwrap_err().kind, ErrorKind::Shape);
     }
 
     #[test]
@@ -532,20 +491,14 @@ mod tests {
             let mut r = einsum(&a, b"ij", &x, b"j", b"i");
             r.add_assign(&b.map(|v| -v));
             assert!(max_abs(&r) < 1e-10, "{}", max_abs(&r));
-            let bm = Tensor::from_vec(
-                vec![n, 3],
-                (0..3 * n).map(|_| rng.gen_range(-1.0..1.0)).collect(),
-            )
-            .unwrap();
+            let bm = Tensor::from_vec(vec![n, 3], (0..3 * n).map(|_| rng.gen_range(-1.0..1.0)).collect()).unwrap();
             let xm = solve(&a, &bm).unwrap();
             let mut r = einsum(&a, b"ij", &xm, b"jk", b"ik");
             r.add_assign(&bm.map(|v| -v));
             assert!(max_abs(&r) < 1e-10);
         }
         assert_eq!(
-            solve(&Tensor::zeros(&[0, 0]), &Tensor::zeros(&[0]))
-                .unwrap()
-                .shape(),
+            solve(&Tensor::zeros(&[0, 0]), &Tensor::zeros(&[0])).unwrap().shape(),
             &[0]
         );
     }

@@ -37,11 +37,7 @@ pub(crate) fn shape_string(shape: &[usize]) -> String {
     if shape.is_empty() {
         return "scalar".to_string();
     }
-    shape
-        .iter()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join("×")
+    shape.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("×")
 }
 
 /// Row-major strides of a shape.
@@ -196,12 +192,7 @@ impl Tensor {
         assert_eq!(self.shape, other.shape, "zip_map: shapes differ");
         Tensor {
             shape: self.shape.clone(),
-            data: self
-                .data
-                .iter()
-                .zip(&other.data)
-                .map(|(&x, &y)| f(x, y))
-                .collect(),
+            data: self.data.iter().zip(&other.data).map(|(&x, &y)| f(x, y)).collect(),
         }
     }
 
@@ -232,10 +223,7 @@ impl Tensor {
 /// each of the `N` stride sets gives the offset step of one other array per
 /// axis: drop extent-1 axes and merge neighbours that are contiguous in every
 /// stride set. Never returns an empty shape (a lone extent-1 axis instead).
-fn simplify<const N: usize>(
-    shape: &[usize],
-    strides: [&[usize]; N],
-) -> (Vec<usize>, [Vec<usize>; N]) {
+fn simplify<const N: usize>(shape: &[usize], strides: [&[usize]; N]) -> (Vec<usize>, [Vec<usize>; N]) {
     let mut sh: Vec<usize> = Vec::with_capacity(shape.len());
     let mut st: [Vec<usize>; N] = std::array::from_fn(|_| Vec::with_capacity(shape.len()));
     for (d, &e) in shape.iter().enumerate() {
@@ -270,11 +258,7 @@ fn simplify<const N: usize>(
 /// Call `f` with the starting offsets (one per stride set) of every
 /// innermost row of the row-major iteration space whose outer axes are
 /// `outer`. Rows come in row-major order. Calls `f` once when `outer` is empty.
-fn for_each_row<const N: usize>(
-    outer: &[usize],
-    strides: [&[usize]; N],
-    mut f: impl FnMut([usize; N]),
-) {
+fn for_each_row<const N: usize>(outer: &[usize], strides: [&[usize]; N], mut f: impl FnMut([usize; N])) {
     if outer.contains(&0) {
         return;
     }
@@ -304,17 +288,11 @@ fn for_each_row<const N: usize>(
 }
 
 fn distinct(labels: &[u8]) -> bool {
-    labels
-        .iter()
-        .enumerate()
-        .all(|(i, l)| !labels[..i].contains(l))
+    labels.iter().enumerate().all(|(i, l)| !labels[..i].contains(l))
 }
 
 fn pos(labels: &[u8], l: u8) -> usize {
-    labels
-        .iter()
-        .position(|&m| m == l)
-        .expect("label not found")
+    labels.iter().position(|&m| m == l).expect("label not found")
 }
 
 // ---------------------------------------------------------------------------
@@ -332,10 +310,7 @@ fn pos(labels: &[u8], l: u8) -> usize {
 pub fn permute_sum(a: &Tensor, ia: &[u8], out: &[u8]) -> Tensor {
     debug_assert_eq!(ia.len(), a.order(), "one label per axis");
     debug_assert!(distinct(ia) && distinct(out), "labels must be distinct");
-    debug_assert!(
-        out.iter().all(|l| ia.contains(l)),
-        "out must be a subset of ia"
-    );
+    debug_assert!(out.iter().all(|l| ia.contains(l)), "out must be a subset of ia");
     if ia == out {
         return a.clone();
     }
@@ -413,19 +388,15 @@ const SMALL_GEMM: usize = 4;
 pub fn einsum(a: &Tensor, ia: &[u8], b: &Tensor, ib: &[u8], out: &[u8]) -> Tensor {
     debug_assert_eq!(ia.len(), a.order(), "one label per axis of a");
     debug_assert_eq!(ib.len(), b.order(), "one label per axis of b");
-    debug_assert!(
-        distinct(ia) && distinct(ib) && distinct(out),
-        "labels must be distinct"
-    );
+    debug_assert!(distinct(ia) && distinct(ib) && distinct(out), "labels must be distinct");
     debug_assert!(
         out.iter().all(|l| ia.contains(l) || ib.contains(l)),
         "every output label must occur in an operand"
     );
     debug_assert!(
-        !ia.iter().enumerate().any(|(p, l)| ib
-            .iter()
-            .position(|m| m == l)
-            .is_some_and(|q| a.shape[p] != b.shape[q])),
+        !ia.iter()
+            .enumerate()
+            .any(|(p, l)| ib.iter().position(|m| m == l).is_some_and(|q| a.shape[p] != b.shape[q])),
         "shared labels must have equal extents"
     );
 
@@ -457,12 +428,7 @@ pub fn einsum(a: &Tensor, ia: &[u8], b: &Tensor, ib: &[u8], out: &[u8]) -> Tenso
 }
 
 /// Sum out the labels of `it` that are neither in `other` nor in `out`.
-fn presum<'a>(
-    t: &'a Tensor,
-    it: &'a [u8],
-    other: &[u8],
-    out: &[u8],
-) -> (Cow<'a, Tensor>, Cow<'a, [u8]>) {
+fn presum<'a>(t: &'a Tensor, it: &'a [u8], other: &[u8], out: &[u8]) -> (Cow<'a, Tensor>, Cow<'a, [u8]>) {
     if it.iter().all(|l| other.contains(l) || out.contains(l)) {
         return (Cow::Borrowed(t), Cow::Borrowed(it));
     }
@@ -505,18 +471,11 @@ fn broadcast_mul(a: &Tensor, la: &[u8], b: &Tensor, lb: &[u8], out: &[u8]) -> Te
     let (n, ta, tb) = (sh[last], sa[last], sb[last]);
     let (ad, bd) = (&a.data[..], &b.data[..]);
     let mut res: Vec<f64> = Vec::with_capacity(total);
-    for_each_row(&sh[..last], [&sa[..last], &sb[..last]], |[oa, ob]| {
-        match (ta, tb) {
-            (1, 1) => res.extend(
-                ad[oa..oa + n]
-                    .iter()
-                    .zip(&bd[ob..ob + n])
-                    .map(|(x, y)| x * y),
-            ),
-            (0, 1) => res.extend(bd[ob..ob + n].iter().map(|y| ad[oa] * y)),
-            (1, 0) => res.extend(ad[oa..oa + n].iter().map(|x| x * bd[ob])),
-            _ => res.extend((0..n).map(|t| ad[oa + t * ta] * bd[ob + t * tb])),
-        }
+    for_each_row(&sh[..last], [&sa[..last], &sb[..last]], |[oa, ob]| match (ta, tb) {
+        (1, 1) => res.extend(ad[oa..oa + n].iter().zip(&bd[ob..ob + n]).map(|(x, y)| x * y)),
+        (0, 1) => res.extend(bd[ob..ob + n].iter().map(|y| ad[oa] * y)),
+        (1, 0) => res.extend(ad[oa..oa + n].iter().map(|x| x * bd[ob])),
+        _ => res.extend((0..n).map(|t| ad[oa + t * ta] * bd[ob + t * tb])),
     });
     debug_assert_eq!(res.len(), total);
     Tensor { shape, data: res }
@@ -550,29 +509,23 @@ fn batched_dot(a: &Tensor, la: &[u8], b: &Tensor, lb: &[u8], out: &[u8]) -> Tens
     let last = sh.len() - 1;
     let (n, ta, tb, to) = (sh[last], sa[last], sb[last], so[last]);
     let (ad, bd) = (&a.data[..], &b.data[..]);
-    for_each_row(
-        &sh[..last],
-        [&sa[..last], &sb[..last], &so[..last]],
-        |[oa, ob, oo]| {
-            if to == 0 {
-                res[oo] += if ta == 1 && tb == 1 {
-                    ad[oa..oa + n]
-                        .iter()
-                        .zip(&bd[ob..ob + n])
-                        .map(|(x, y)| x * y)
-                        .sum::<f64>()
-                } else {
-                    (0..n)
-                        .map(|t| ad[oa + t * ta] * bd[ob + t * tb])
-                        .sum::<f64>()
-                };
+    for_each_row(&sh[..last], [&sa[..last], &sb[..last], &so[..last]], |[oa, ob, oo]| {
+        if to == 0 {
+            res[oo] += if ta == 1 && tb == 1 {
+                ad[oa..oa + n]
+                    .iter()
+                    .zip(&bd[ob..ob + n])
+                    .map(|(x, y)| x * y)
+                    .sum::<f64>()
             } else {
-                for t in 0..n {
-                    res[oo + t * to] += ad[oa + t * ta] * bd[ob + t * tb];
-                }
+                (0..n).map(|t| ad[oa + t * ta] * bd[ob + t * tb]).sum::<f64>()
+            };
+        } else {
+            for t in 0..n {
+                res[oo + t * to] += ad[oa + t * ta] * bd[ob + t * tb];
             }
-        },
-    );
+        }
+    });
     Tensor {
         shape: out_shape,
         data: res,
@@ -614,9 +567,7 @@ fn contract(a: &Tensor, la: &[u8], b: &Tensor, lb: &[u8], out: &[u8], contracted
             .copied()
             .collect()
     };
-    let only = |ls: &[u8], set: &[u8]| -> Vec<u8> {
-        ls.iter().filter(|l| set.contains(l)).copied().collect()
-    };
+    let only = |ls: &[u8], set: &[u8]| -> Vec<u8> { ls.iter().filter(|l| set.contains(l)).copied().collect() };
 
     // Can each operand be viewed, per batch entry, as a matrix without a copy?
     let a_form = group_first(la, &batch, contracted);
@@ -643,9 +594,7 @@ fn contract(a: &Tensor, la: &[u8], b: &Tensor, lb: &[u8], out: &[u8], contracted
     // operand into matrix layout, and beats many tiny faer calls.
     if la.iter().all(|l| lb.contains(l))
         && lb.iter().all(|l| la.contains(l))
-        && (a_view.is_none()
-            || b_view.is_none()
-            || (!batch.is_empty() && prod(k_order) <= DOT_LOOP_MAX))
+        && (a_view.is_none() || b_view.is_none() || (!batch.is_empty() && prod(k_order) <= DOT_LOOP_MAX))
     {
         return batched_dot(a, la, b, lb, out);
     }
@@ -704,9 +653,7 @@ fn contract(a: &Tensor, la: &[u8], b: &Tensor, lb: &[u8], out: &[u8], contracted
             for ((cb, ab), bb) in blocks {
                 for i in 0..m {
                     for j in 0..n {
-                        cb[i * crs + j * ccs] = (0..k)
-                            .map(|p| ab[i * ars + p * acs] * bb[p * brs + j * bcs])
-                            .sum();
+                        cb[i * crs + j * ccs] = (0..k).map(|p| ab[i * ars + p * acs] * bb[p * brs + j * bcs]).sum();
                     }
                 }
             }
@@ -749,11 +696,7 @@ mod tests {
 
     fn rand_tensor(rng: &mut StdRng, shape: &[usize]) -> Tensor {
         let n = len_of(shape);
-        Tensor::from_vec(
-            shape.to_vec(),
-            (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect(),
-        )
-        .unwrap()
+        Tensor::from_vec(shape.to_vec(), (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()).unwrap()
     }
 
     /// Reference einsum: a plain loop over every assignment of all labels.
@@ -770,8 +713,7 @@ mod tests {
         let total = len_of(&ext);
         let mut idx = vec![0usize; labels.len()];
         for _ in 0..total {
-            let pick =
-                |ls: &[u8]| -> Vec<usize> { ls.iter().map(|&l| idx[pos(&labels, l)]).collect() };
+            let pick = |ls: &[u8]| -> Vec<usize> { ls.iter().map(|&l| idx[pos(&labels, l)]).collect() };
             let v = a.get(&pick(ia)).unwrap() * b.get(&pick(ib)).unwrap();
             let oi = pick(out);
             let mut off = 0;
@@ -793,16 +735,12 @@ mod tests {
     fn assert_close(x: &Tensor, y: &Tensor) {
         assert_eq!(x.shape(), y.shape());
         for (p, q) in x.data().iter().zip(y.data()) {
-            assert!(
-                (p - q).abs() <= 1e-12 * (1.0 + q.abs()),
-                "{p} vs {q}\n{x:?}\n{y:?}"
-            );
+            assert!((p - q).abs() <= 1e-12 * (1.0 + q.abs()), "{p} vs {q}\n{x:?}\n{y:?}");
         }
     }
 
     fn check(ia: &[u8], sa: &[usize], ib: &[u8], sb: &[usize], out: &[u8]) {
-        let mut rng =
-            StdRng::seed_from_u64(ia.len() as u64 * 31 + ib.len() as u64 * 7 + out.len() as u64);
+        let mut rng = StdRng::seed_from_u64(ia.len() as u64 * 31 + ib.len() as u64 * 7 + out.len() as u64);
         let a = rand_tensor(&mut rng, sa);
         let b = rand_tensor(&mut rng, sb);
         let got = einsum(&a, ia, &b, ib, out);
@@ -849,26 +787,14 @@ mod tests {
     fn permute_sum_cases() {
         let t = Tensor::from_vec(vec![2, 3], vec![1., 2., 3., 4., 5., 6.]).unwrap();
         assert_eq!(permute_sum(&t, b"ij", b"ij"), t);
-        assert_eq!(
-            permute_sum(&t, b"ij", b"ji").data(),
-            &[1., 4., 2., 5., 3., 6.]
-        );
+        assert_eq!(permute_sum(&t, b"ij", b"ji").data(), &[1., 4., 2., 5., 3., 6.]);
         assert_eq!(permute_sum(&t, b"ij", b"ji").shape(), &[3, 2]);
         assert_eq!(permute_sum(&t, b"ij", b"").as_scalar(), Some(21.0));
         assert_eq!(permute_sum(&t, b"ij", b"i").data(), &[6., 15.]);
         assert_eq!(permute_sum(&t, b"ij", b"j").data(), &[5., 7., 9.]);
         let mut rng = StdRng::seed_from_u64(1);
         let x = rand_tensor(&mut rng, &[2, 3, 4, 5]);
-        for out in [
-            &b"lkji"[..],
-            b"jl",
-            b"kil",
-            b"l",
-            b"ijkl",
-            b"ikjl",
-            b"",
-            b"jikl",
-        ] {
+        for out in [&b"lkji"[..], b"jl", b"kil", b"l", b"ijkl", b"ikjl", b"", b"jikl"] {
             let got = permute_sum(&x, b"ijkl", out);
             // permute_sum is einsum with a scalar 1.
             let want = naive_einsum(&x, b"ijkl", &Tensor::scalar(1.0), b"", out);
@@ -958,13 +884,7 @@ mod tests {
         check(b"ij", &[1, 1], b"jk", &[1, 3], b"ik");
         check(b"i", &[1], b"i", &[1], b"");
         check(b"ij", &[3, 1], b"jk", &[1, 3], b"ik");
-        let r = einsum(
-            &Tensor::zeros(&[3, 0]),
-            b"ik",
-            &Tensor::zeros(&[0, 2]),
-            b"kj",
-            b"ij",
-        );
+        let r = einsum(&Tensor::zeros(&[3, 0]), b"ik", &Tensor::zeros(&[0, 2]), b"kj", b"ij");
         assert_eq!(r, Tensor::zeros(&[3, 2]));
     }
 
@@ -984,12 +904,7 @@ mod tests {
             };
             let ia = pick(&mut rng);
             let ib = pick(&mut rng);
-            let mut out: Vec<u8> = ia
-                .iter()
-                .chain(&ib)
-                .copied()
-                .filter(|_| rng.gen_bool(0.5))
-                .collect();
+            let mut out: Vec<u8> = ia.iter().chain(&ib).copied().filter(|_| rng.gen_bool(0.5)).collect();
             out.dedup();
             let mut seen = Vec::new();
             out.retain(|l| {
@@ -1000,9 +915,7 @@ mod tests {
             for i in (1..out.len()).rev() {
                 out.swap(i, rng.gen_range(0..=i));
             }
-            let sh = |ls: &[u8]| -> Vec<usize> {
-                ls.iter().map(|&l| ext[(l - b'a') as usize]).collect()
-            };
+            let sh = |ls: &[u8]| -> Vec<usize> { ls.iter().map(|&l| ext[(l - b'a') as usize]).collect() };
             let a = rand_tensor(&mut rng, &sh(&ia));
             let b = rand_tensor(&mut rng, &sh(&ib));
             let got = einsum(&a, &ia, &b, &ib, &out);

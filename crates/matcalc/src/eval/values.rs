@@ -13,8 +13,7 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::fmt;
 
-const JSON_HINT: &str =
-    r#"a values file is a JSON object such as {"x": 1.5, "v": [1, 2], "A": [[1, 2], [3, 4]]}"#;
+const JSON_HINT: &str = r#"a values file is a JSON object such as {"x": 1.5, "v": [1, 2], "A": [[1, 2], [3, 4]]}"#;
 const ENTRY_HINT: &str = "a value is a number, an array of numbers (vector), an array of \
                           equal-length rows (matrix), or deeper rectangular nesting";
 
@@ -93,9 +92,7 @@ fn parse_object(text: &str, file: &str) -> Result<Vec<(String, Value)>> {
         if let Err(e) = serde_json::from_str::<IgnoredAny>(text) {
             return Err(syntax_error(file, &e));
         }
-        return Err(
-            json_error(file, format!("the top level is {what}, not a JSON object")).hint(JSON_HINT),
-        );
+        return Err(json_error(file, format!("the top level is {what}, not a JSON object")).hint(JSON_HINT));
     }
     match serde_json::from_str::<Entries>(text) {
         Ok(entries) => Ok(entries.0),
@@ -173,21 +170,14 @@ impl Filler<'_> {
                         self.data.push(x);
                         Ok(())
                     }
-                    _ => Err(self.error(format!(
-                        "`{}` = {num} is not a finite 64-bit float",
-                        self.here()
-                    ))),
+                    _ => Err(self.error(format!("`{}` = {num} is not a finite 64-bit float", self.here()))),
                 },
                 Value::Array(_) => Err(self.error(format!(
                     "`{}` is an array, but `{}` is a number (arrays must be rectangular)",
                     self.here(),
                     self.reference()
                 ))),
-                other => Err(self.error(format!(
-                    "`{}` is {}, not a number",
-                    self.here(),
-                    describe(other)
-                ))),
+                other => Err(self.error(format!("`{}` is {}, not a number", self.here(), describe(other)))),
             };
         }
         match v {
@@ -216,11 +206,7 @@ impl Filler<'_> {
                 self.here(),
                 self.reference()
             ))),
-            other => Err(self.error(format!(
-                "`{}` is {}, not a number",
-                self.here(),
-                describe(other)
-            ))),
+            other => Err(self.error(format!("`{}` is {}, not a number", self.here(), describe(other)))),
         }
     }
 }
@@ -238,10 +224,7 @@ fn json_to_tensor(name: &str, v: &Value, file: &str) -> Result<Tensor> {
             None => {
                 return Err(json_error(
                     file,
-                    format!(
-                        "`{}` is an empty array",
-                        index_path(name, &vec![0; shape.len()])
-                    ),
+                    format!("`{}` is an empty array", index_path(name, &vec![0; shape.len()])),
                 )
                 .hint(ENTRY_HINT))
             }
@@ -277,11 +260,7 @@ pub fn tensor_to_json(t: &Tensor) -> Value {
             None => number(data[0]),
             Some((&n, rest)) => {
                 let inner: usize = rest.iter().product();
-                Value::Array(
-                    (0..n)
-                        .map(|i| build(rest, &data[i * inner..(i + 1) * inner]))
-                        .collect(),
-                )
+                Value::Array((0..n).map(|i| build(rest, &data[i * inner..(i + 1) * inner])).collect())
             }
         }
     }
@@ -306,8 +285,7 @@ fn npy_error(label: &str, msg: impl fmt::Display) -> Error {
 /// extents, NaN or infinite entries.
 pub fn value_from_npy(bytes: &[u8], label: &str) -> Result<Tensor> {
     use npyz::{DType, Order, TypeChar};
-    let npy = npyz::NpyFile::new(bytes)
-        .map_err(|e| npy_error(label, format!("not a valid .npy file: {e}")))?;
+    let npy = npyz::NpyFile::new(bytes).map_err(|e| npy_error(label, format!("not a valid .npy file: {e}")))?;
     let shape: Vec<usize> = npy
         .shape()
         .iter()
@@ -323,10 +301,7 @@ pub fn value_from_npy(bytes: &[u8], label: &str) -> Result<Tensor> {
     if shape.contains(&0) {
         return Err(npy_error(
             label,
-            format!(
-                "the array has shape {}, with an empty axis",
-                shape_string(&shape)
-            ),
+            format!("the array has shape {}, with an empty axis", shape_string(&shape)),
         )
         .hint("every extent must be at least 1"));
     }
@@ -334,10 +309,8 @@ pub fn value_from_npy(bytes: &[u8], label: &str) -> Result<Tensor> {
     let ts = match npy.dtype() {
         DType::Plain(ts) => ts,
         other => {
-            return Err(
-                npy_error(label, format!("unsupported dtype {}", other.descr()))
-                    .hint("only plain float64, float32 and integer arrays can be loaded"),
-            )
+            return Err(npy_error(label, format!("unsupported dtype {}", other.descr()))
+                .hint("only plain float64, float32 and integer arrays can be loaded"))
         }
     };
     let read = |e: std::io::Error| npy_error(label, format!("cannot read the data: {e}"));
@@ -383,14 +356,8 @@ pub fn value_from_npy(bytes: &[u8], label: &str) -> Result<Tensor> {
             idx[d] = rem % e;
             rem /= e;
         }
-        let what = if t.data()[p].is_nan() {
-            "NaN"
-        } else {
-            "infinite"
-        };
-        return Err(
-            npy_error(label, format!("entry {idx:?} is {what}")).hint("values must be finite")
-        );
+        let what = if t.data()[p].is_nan() { "NaN" } else { "infinite" };
+        return Err(npy_error(label, format!("entry {idx:?} is {what}")).hint("values must be finite"));
     }
     Ok(t)
 }
@@ -494,32 +461,22 @@ mod tests {
         );
         let e = err(r#"{"A": [[1, 2], 3]}"#);
         assert!(
-            e.message
-                .contains("`A[1]` is a number, but `A[0]` is an array"),
+            e.message.contains("`A[1]` is a number, but `A[0]` is an array"),
             "{}",
             e.message
         );
         let e = err(r#"{"A": [1, [2]]}"#);
         assert!(
-            e.message
-                .contains("`A[1]` is an array, but `A[0]` is a number"),
+            e.message.contains("`A[1]` is an array, but `A[0]` is a number"),
             "{}",
             e.message
         );
         let e = err(r#"{"A": []}"#);
         assert!(e.message.contains("`A` is an empty array"), "{}", e.message);
         let e = err(r#"{"A": [[], []]}"#);
-        assert!(
-            e.message.contains("`A[0]` is an empty array"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("`A[0]` is an empty array"), "{}", e.message);
         let e = err(r#"{"A": [[1], []]}"#);
-        assert!(
-            e.message.contains("`A[1]` is an empty array"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("`A[1]` is an empty array"), "{}", e.message);
         let e = err(r#"{"x": 1e400}"#);
         assert!(e.message.contains("too large"), "{}", e.message);
         let e = err(r#"{"x": [1, -1e999]}"#);
@@ -557,21 +514,11 @@ mod tests {
             serde_json::json!([[1.0, 2.0], [3.0, 4.0]])
         );
         assert_eq!(tensor_to_json(&Tensor::scalar(f64::NAN)), Value::Null);
-        assert_eq!(
-            tensor_to_json(&Tensor::zeros(&[2, 0])),
-            serde_json::json!([[], []])
-        );
-        assert_eq!(
-            tensor_to_json(&Tensor::zeros(&[0, 2])),
-            serde_json::json!([])
-        );
+        assert_eq!(tensor_to_json(&Tensor::zeros(&[2, 0])), serde_json::json!([[], []]));
+        assert_eq!(tensor_to_json(&Tensor::zeros(&[0, 2])), serde_json::json!([]));
     }
 
-    fn npy_bytes<T: npyz::AutoSerialize + Copy>(
-        shape: &[u64],
-        data: &[T],
-        order: Order,
-    ) -> Vec<u8> {
+    fn npy_bytes<T: npyz::AutoSerialize + Copy>(shape: &[u64], data: &[T], order: Order) -> Vec<u8> {
         let mut buf = Vec::new();
         let mut w = npyz::WriteOptions::<T>::new()
             .default_dtype()
@@ -663,10 +610,7 @@ mod tests {
             .unwrap();
         w.extend([1.0, -2.0, 0.5]).unwrap();
         w.finish().unwrap();
-        assert_eq!(
-            value_from_npy(&buf, "a").unwrap(),
-            t(&[3], &[1.0, -2.0, 0.5])
-        );
+        assert_eq!(value_from_npy(&buf, "a").unwrap(), t(&[3], &[1.0, -2.0, 0.5]));
         // Orders 0, 1 and 4.
         assert_eq!(
             value_from_npy(&npy_bytes(&[], &[2.5f64], c), "a").unwrap(),
@@ -678,9 +622,7 @@ mod tests {
         );
         let d4: Vec<f64> = (0..16).map(f64::from).collect();
         assert_eq!(
-            value_from_npy(&npy_bytes(&[2, 2, 2, 2], &d4, c), "a")
-                .unwrap()
-                .shape(),
+            value_from_npy(&npy_bytes(&[2, 2, 2, 2], &d4, c), "a").unwrap().shape(),
             &[2, 2, 2, 2]
         );
     }
@@ -697,21 +639,12 @@ mod tests {
         let good = npy_bytes(&[2, 3], &[1f64, 2., 3., 4., 5., 6.], Order::C);
         let e = value_from_npy(&good[..good.len() - 4], "W.npy").unwrap_err();
         assert!(e.message.contains("W.npy"), "{}", e.message);
-        let e = value_from_npy(
-            &npy_bytes(&[2, 2], &[1f64, f64::NAN, 3., 4.], Order::C),
-            "W.npy",
-        )
-        .unwrap_err();
+        let e = value_from_npy(&npy_bytes(&[2, 2], &[1f64, f64::NAN, 3., 4.], Order::C), "W.npy").unwrap_err();
         assert!(e.message.contains("[0, 1] is NaN"), "{}", e.message);
-        let e = value_from_npy(&npy_bytes(&[2], &[1f32, f32::INFINITY], Order::C), "W.npy")
-            .unwrap_err();
+        let e = value_from_npy(&npy_bytes(&[2], &[1f32, f32::INFINITY], Order::C), "W.npy").unwrap_err();
         assert!(e.message.contains("[1] is infinite"), "{}", e.message);
         let e = value_from_npy(&npy_bytes(&[2], &[true, false], Order::C), "W.npy").unwrap_err();
-        assert!(
-            e.message.contains("unsupported dtype `|b1`"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("unsupported dtype `|b1`"), "{}", e.message);
         let e = value_from_npy(&npy_bytes::<f64>(&[3, 0], &[], Order::C), "W.npy").unwrap_err();
         assert!(e.message.contains("empty axis"), "{}", e.message);
     }

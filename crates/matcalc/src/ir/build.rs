@@ -197,16 +197,9 @@ impl Graph {
         // A common factor moves out: 2a − 2b = 2(a − b), −a − b = −(a + b).
         let m = bases[0].1.abs();
         if bases.iter().all(|&(_, c)| c.abs() == m) {
-            let common = if bases.iter().all(|&(_, c)| c < 0.0) {
-                -m
-            } else {
-                m
-            };
+            let common = if bases.iter().all(|&(_, c)| c < 0.0) { -m } else { m };
             if common != 1.0 {
-                let inner: Vec<Id> = bases
-                    .iter()
-                    .map(|&(b, c)| self.scale(c / common, b))
-                    .collect();
+                let inner: Vec<Id> = bases.iter().map(|&(b, c)| self.scale(c / common, b)).collect();
                 let s = self.add_raw(inner, shape);
                 return self.scale(common, s);
             }
@@ -219,8 +212,7 @@ impl Graph {
     /// the same index roles) are combined into one product.
     fn factor_common(&mut self, bases: &[(Id, f64)]) -> Option<Id> {
         type Key = (Id, Labels, Labels, Labels);
-        let mut groups: rustc_hash::FxHashMap<Key, Vec<(usize, Id, Labels)>> =
-            rustc_hash::FxHashMap::default();
+        let mut groups: rustc_hash::FxHashMap<Key, Vec<(usize, Id, Labels)>> = rustc_hash::FxHashMap::default();
         let mut first: Option<Key> = None;
         for (k, &(t, _)) in bases.iter().enumerate() {
             let Node::Mul(x, y, s1, s2, s3) = self.node(t).clone() else {
@@ -282,10 +274,7 @@ impl Graph {
         s3.iter()
             .map(|&l| match s1.iter().position(|&x| x == l) {
                 Some(p) => self.shape(a)[p],
-                None => self.shape(b)[s2
-                    .iter()
-                    .position(|&x| x == l)
-                    .expect("output label not in operands")],
+                None => self.shape(b)[s2.iter().position(|&x| x == l).expect("output label not in operands")],
             })
             .collect()
     }
@@ -353,27 +342,16 @@ impl Graph {
             let s2y = iy.map(|l| s2[oy.pos(l).unwrap()]);
             return self.mul(a, y, s1, s2y, s3);
         }
-        // Hadamard products of equal bases add exponents: x .* x = x.^2.
-        let elementwise = s1.len() == s3.len()
-            && s2.len() == s3.len()
-            && s1.iter().all(|l| s2.has(*l) && s3.has(*l));
-        if elementwise {
-            let (xa, pa) = self.split_pow(a);
-            let (xb, pb) = self.split_pow(b);
-            if xa == xb && s1 == s2 {
-                let p = self.pow(xa, pa + pb);
-                return self.reindex(p, s1, s3);
-            }
+        // Hadamard products of equal bases add exponents: x .* x = x.^2,
+        // s .* y ./ s = y, s'(y ./ s) = sum(y).
+        if let Some(r) = self.merge_powers(a, b, s1, s2, s3) {
+            return r;
         }
         self.intern_mul(a, b, s1, s2, s3, shape)
     }
 
     fn intern_mul(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels, shape: Shape) -> Id {
-        let (a, b, s1, s2) = if a > b {
-            (b, a, s2, s1)
-        } else {
-            (a, b, s1, s2)
-        };
+        let (a, b, s1, s2) = if a > b { (b, a, s2, s1) } else { (a, b, s1, s2) };
         // Canonical labels: output labels 0.., then the rest by first appearance.
         let mut map = [u8::MAX; 256];
         let mut next = 0u8;
@@ -405,14 +383,7 @@ impl Graph {
 
     /// `(δ·v)·b` where the delta would contract away against `b`: compute `v·b`
     /// first, then let the delta rename an index.
-    fn reassociate_delta(
-        &mut self,
-        a: Id,
-        b: Id,
-        s1: Labels,
-        s2: Labels,
-        s3: Labels,
-    ) -> Option<Id> {
+    fn reassociate_delta(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels) -> Option<Id> {
         let Node::Mul(x, y, t1, t2, t3) = self.node(a).clone() else {
             return None;
         };
@@ -425,14 +396,7 @@ impl Graph {
         };
         // Put the inner product's labels into the outer namespace: t3[k] ↦ s1[k];
         // inner-only (contracted) labels get fresh ones.
-        let mut fresh = s1
-            .iter()
-            .chain(s2.iter())
-            .chain(s3.iter())
-            .copied()
-            .max()
-            .unwrap_or(0)
-            + 1;
+        let mut fresh = s1.iter().chain(s2.iter()).chain(s3.iter()).copied().max().unwrap_or(0) + 1;
         let mut map = [u8::MAX; 256];
         for (k, &l) in t3.iter().enumerate() {
             map[l as usize] = s1[k];
@@ -466,6 +430,58 @@ impl Graph {
         Some(self.mul(d, vb, dd, wl, s3))
     }
 
+    /// Products where both operands carry the same labels are elementwise products
+    /// (summed over the labels not in the output). Flatten nested elementwise
+    /// factors, add the exponents of equal bases, and rebuild if anything merged.
+    fn merge_powers(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels) -> Option<Id> {
+        if s1.len() != s2.len() || !s1.iter().all(|l| s2.has(*l)) || s1.is_empty() {
+            return None;
+        }
+        let mut factors: Vec<(Id, Labels)> = Vec::new();
+        let mut stack = vec![(a, s1), (b, s2)];
+        while let Some((x, lx)) = stack.pop() {
+            if let Node::Mul(p, q, t1, t2, t3) = self.node(x).clone() {
+                let pure = t3.len() == t1.len() && t3.len() == t2.len() && t1.iter().all(|l| t2.has(*l) && t3.has(*l));
+                if pure && self.const_value(p).is_none() {
+                    let f = |l: u8| lx[t3.pos(l).unwrap()];
+                    stack.push((q, t2.map(f)));
+                    stack.push((p, t1.map(f)));
+                    continue;
+                }
+            }
+            factors.push((x, lx));
+        }
+        let mut merged: Vec<(Id, Labels, f64)> = Vec::new();
+        for &(x, lx) in &factors {
+            let (base, p) = self.split_pow(x);
+            match merged.iter_mut().find(|(b, l, _)| *b == base && *l == lx) {
+                Some(e) => e.2 += p,
+                None => merged.push((base, lx, p)),
+            }
+        }
+        if merged.len() == factors.len() {
+            return None;
+        }
+        merged.retain(|e| e.2 != 0.0);
+        let mut acc: Option<Id> = None;
+        for (base, lx, p) in merged {
+            let t = self.pow(base, p);
+            let t = self.reindex(t, lx, s1);
+            acc = Some(match acc {
+                None => t,
+                Some(acc) => self.mul(acc, t, s1, s1, s1),
+            });
+        }
+        let acc = match acc {
+            Some(x) => x,
+            None => {
+                let sh = self.shape(a).to_vec();
+                self.ones(sh)
+            }
+        };
+        Some(self.reindex(acc, s1, s3))
+    }
+
     /// `v ⊙ (w ⊙ M)`-shaped products: `a[s1]·(x[..]·y[..])` where every label of
     /// `a` is a label of `x` that survives the inner product. Multiply `a` and `x`
     /// first, so `Diag(v) Diag(w) M` becomes `Diag(v ⊙ w) M`.
@@ -476,14 +492,7 @@ impl Graph {
         let Node::Mul(x, y, t1, t2, t3) = self.node(b).clone() else {
             return None;
         };
-        let mut fresh = s1
-            .iter()
-            .chain(s2.iter())
-            .chain(s3.iter())
-            .copied()
-            .max()
-            .unwrap_or(0)
-            + 1;
+        let mut fresh = s1.iter().chain(s2.iter()).chain(s3.iter()).copied().max().unwrap_or(0) + 1;
         let mut map = [u8::MAX; 256];
         for (k, &l) in t3.iter().enumerate() {
             map[l as usize] = s2[k];
@@ -498,10 +507,7 @@ impl Graph {
         for (p, q, tp, tq) in [(x, y, t1, t2), (y, x, t2, t1)] {
             let (lp, lq) = (tp.map(f), tq.map(f));
             // p's labels must all be visible outside the inner product and cover a's.
-            if !tp.iter().all(|l| t3.has(*l))
-                || !s1.iter().all(|l| lp.has(*l))
-                || self.order(p) == 0
-            {
+            if !tp.iter().all(|l| t3.has(*l)) || !s1.iter().all(|l| lp.has(*l)) || self.order(p) == 0 {
                 continue;
             }
             // Only merge like with like: a and p of the same order (both scalings).
@@ -523,10 +529,7 @@ impl Graph {
         if ia == out {
             return a;
         }
-        let shape: Shape = out
-            .iter()
-            .map(|&l| self.shape(a)[ia.pos(l).unwrap()])
-            .collect();
+        let shape: Shape = out.iter().map(|&l| self.shape(a)[ia.pos(l).unwrap()]).collect();
         if self.is_zero(a) {
             return self.zeros(shape);
         }

@@ -22,11 +22,7 @@ impl Labels {
 
     /// From a slice. Panics beyond [`MAX_ORDER`] (typing enforces the limit first).
     pub fn from_slice(s: &[u8]) -> Labels {
-        assert!(
-            s.len() <= MAX_ORDER,
-            "tensor order {} exceeds {MAX_ORDER}",
-            s.len()
-        );
+        assert!(s.len() <= MAX_ORDER, "tensor order {} exceeds {MAX_ORDER}", s.len());
         let mut l = Labels::EMPTY;
         l.items[..s.len()].copy_from_slice(s);
         l.len = s.len() as u8;

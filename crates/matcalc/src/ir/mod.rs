@@ -249,8 +249,7 @@ impl Node {
     /// Visit the children, in order: the one place that knows every node's children.
     pub fn for_each_child(&self, mut f: impl FnMut(Id)) {
         match self {
-            Node::Var(_) | Node::Const(_) | Node::Fill(..) | Node::Literal(..) | Node::Delta(_) => {
-            }
+            Node::Var(_) | Node::Const(_) | Node::Fill(..) | Node::Literal(..) | Node::Delta(_) => {}
             Node::Add(ts) => ts.iter().copied().for_each(f),
             Node::Mul(a, b, ..) => {
                 f(*a);
@@ -373,11 +372,7 @@ impl Graph {
         if shape.is_empty() {
             return "scalar".to_string();
         }
-        shape
-            .iter()
-            .map(|&d| self.dim_name(d))
-            .collect::<Vec<_>>()
-            .join("×")
+        shape.iter().map(|&d| self.dim_name(d)).collect::<Vec<_>>().join("×")
     }
 
     /// Nodes reachable from `roots`, children before parents (iterative: no recursion).

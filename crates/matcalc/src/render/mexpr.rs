@@ -72,11 +72,7 @@ pub fn scale(c: f64, m: M) -> M {
                 *d *= c;
                 if *d == 1.0 {
                     fs.remove(0);
-                    return if fs.len() == 1 {
-                        fs.pop().unwrap()
-                    } else {
-                        M::Prod(fs)
-                    };
+                    return if fs.len() == 1 { fs.pop().unwrap() } else { M::Prod(fs) };
                 }
                 return M::Prod(fs);
             }
@@ -133,17 +129,8 @@ pub fn had(a: M, b: M) -> M {
 fn split_num(m: M) -> (f64, M) {
     match m {
         M::Prod(mut fs) if fs.first().is_some_and(M::is_num) => {
-            let M::Num(c) = fs.remove(0) else {
-                unreachable!()
-            };
-            (
-                c,
-                if fs.len() == 1 {
-                    fs.pop().unwrap()
-                } else {
-                    M::Prod(fs)
-                },
-            )
+            let M::Num(c) = fs.remove(0) else { unreachable!() };
+            (c, if fs.len() == 1 { fs.pop().unwrap() } else { M::Prod(fs) })
         }
         m => (1.0, m),
     }
@@ -183,16 +170,8 @@ pub fn transpose(m: M, order: usize, symmetric: &dyn Fn(&str) -> bool) -> M {
             }
             M::Prod(out)
         }
-        M::Add(ts) if order == 2 => M::Add(
-            ts.into_iter()
-                .map(|t| transpose(t, order, symmetric))
-                .collect(),
-        ),
-        M::Had(fs) if order == 2 => M::Had(
-            fs.into_iter()
-                .map(|t| transpose(t, order, symmetric))
-                .collect(),
-        ),
+        M::Add(ts) if order == 2 => M::Add(ts.into_iter().map(|t| transpose(t, order, symmetric)).collect()),
+        M::Had(fs) if order == 2 => M::Had(fs.into_iter().map(|t| transpose(t, order, symmetric)).collect()),
         M::Div(a, b) if order == 2 => M::Div(
             Box::new(transpose(*a, order, symmetric)),
             Box::new(transpose(*b, order, symmetric)),
@@ -250,8 +229,7 @@ impl<'g> Recover<'g> {
     fn sym(&self) -> impl Fn(&str) -> bool + '_ {
         // Symmetric variables and Diag matrices are their own transposes.
         move |n: &str| {
-            self.g.vars.iter().any(|v| v.name == n && v.symmetric)
-                || self.diag_defs.iter().any(|(c, _)| c == n)
+            self.g.vars.iter().any(|v| v.name == n && v.symmetric) || self.diag_defs.iter().any(|(c, _)| c == n)
         }
     }
 
@@ -318,11 +296,7 @@ impl<'g> Recover<'g> {
                 let x = self.convert(a);
                 let order = g.order(a);
                 if ia.len() == out.len() {
-                    return if order == 2 && ia[0] == out[1] {
-                        self.t(x, 2)
-                    } else {
-                        x
-                    };
+                    return if order == 2 && ia[0] == out[1] { self.t(x, 2) } else { x };
                 }
                 if out.is_empty() {
                     return M::Call("sum", vec![x]);
@@ -456,13 +430,11 @@ impl<'g> Recover<'g> {
             return Some(if i == j {
                 if out.is_empty() {
                     prod(self.t(a.m, 1), b.m)
-                } else if self.diag_form && (matches!(a.m, M::Name(_)) || matches!(b.m, M::Name(_)))
-                {
+                } else if self.diag_form && (matches!(a.m, M::Name(_)) || matches!(b.m, M::Name(_))) {
                     // The scaling becomes the Diag matrix; prefer a factor that came
                     // from differentiation (c in C z) over one of the function (z).
                     let a_first = matches!(a.m, M::Name(_))
-                        && (!matches!(b.m, M::Name(_))
-                            || !a.id.is_some_and(|i| self.primal.contains(&i)));
+                        && (!matches!(b.m, M::Name(_)) || !a.id.is_some_and(|i| self.primal.contains(&i)));
                     if a_first {
                         prod(self.diag_of(&a), b.m)
                     } else {
@@ -501,17 +473,8 @@ impl<'g> Recover<'g> {
             });
         }
         // Two matrices.
-        let shared: Vec<u8> = a
-            .labels
-            .iter()
-            .copied()
-            .filter(|l| b.labels.contains(l))
-            .collect();
-        let contracted: Vec<u8> = shared
-            .iter()
-            .copied()
-            .filter(|l| !out.contains(l))
-            .collect();
+        let shared: Vec<u8> = a.labels.iter().copied().filter(|l| b.labels.contains(l)).collect();
+        let contracted: Vec<u8> = shared.iter().copied().filter(|l| !out.contains(l)).collect();
         match (shared.len(), contracted.len()) {
             (1, 1) => {
                 let c = contracted[0];
@@ -548,11 +511,7 @@ impl<'g> Recover<'g> {
                 }
                 let bm = self.orient(&b, a.labels[0]);
                 let h = had(a.m, bm);
-                Some(if out[0] == a.labels[0] {
-                    h
-                } else {
-                    self.t(h, 2)
-                })
+                Some(if out[0] == a.labels[0] { h } else { self.t(h, 2) })
             }
             (2, 1) => {
                 let h = *shared.iter().find(|l| out.contains(l)).unwrap();
@@ -571,9 +530,7 @@ impl<'g> Recover<'g> {
     /// Index notation for a node: `δᵢⱼ xₖ`-style, with the node's own indices.
     pub fn index_notation(&mut self, id: Id) -> String {
         let g = self.g;
-        let letters = [
-            'i', 'j', 'k', 'l', 'm', 'n', 'p', 'q', 'r', 's', 't', 'u', 'v', 'w',
-        ];
+        let letters = ['i', 'j', 'k', 'l', 'm', 'n', 'p', 'q', 'r', 's', 't', 'u', 'v', 'w'];
         let name = |l: u8| letters.get(l as usize).copied().unwrap_or('z').to_string();
         let idx = |ls: &[u8]| ls.iter().map(|&l| name(l)).collect::<Vec<_>>().join(",");
         match g.node(id).clone() {
@@ -597,12 +554,7 @@ impl<'g> Recover<'g> {
                 } else {
                     format!("Σ_{} ", idx(&sum_u))
                 };
-                format!(
-                    "[{s}{fa}[{}]·{fb}[{}]]_{{{}}}",
-                    idx(&s1),
-                    idx(&s2),
-                    idx(&s3)
-                )
+                format!("[{s}{fa}[{}]·{fb}[{}]]_{{{}}}", idx(&s1), idx(&s2), idx(&s3))
             }
             Node::Reindex(a, ia, out) => {
                 let fa = self.operand_text(a);

@@ -42,22 +42,12 @@ impl Rendered {
             .collect();
         for (cap, v) in &self.diag_defs {
             let d = match style.flavour {
-                print::Flavour::Latex => format!(
-                    "{} = \\operatorname{{Diag}}({})",
-                    name(cap, style),
-                    name(v, style)
-                ),
+                print::Flavour::Latex => format!("{} = \\operatorname{{Diag}}({})", name(cap, style), name(v, style)),
                 _ => format!("{cap} = Diag({v})"),
             };
             defs.push(d);
         }
-        (
-            defs,
-            self.results
-                .iter()
-                .map(|m| print::print(m, style))
-                .collect(),
-        )
+        (defs, self.results.iter().map(|m| print::print(m, style)).collect())
     }
 }
 
@@ -71,13 +61,9 @@ fn nameable(g: &Graph, id: Id) -> bool {
         return false;
     }
     match g.node(id) {
-        Node::Var(_) | Node::Const(_) | Node::Fill(..) | Node::Literal(..) | Node::Delta(_) => {
-            false
-        }
+        Node::Var(_) | Node::Const(_) | Node::Fill(..) | Node::Literal(..) | Node::Delta(_) => false,
         Node::Reindex(_, i, o) if i.len() == o.len() => false,
-        Node::Mul(a, _, s1, s2, s3) if s1.is_empty() && s2 == s3 && g.const_value(*a).is_some() => {
-            false
-        }
+        Node::Mul(a, _, s1, s2, s3) if s1.is_empty() && s2 == s3 && g.const_value(*a).is_some() => false,
         _ => true,
     }
 }
@@ -88,13 +74,11 @@ fn choose_names(g: &Graph, roots: &[Id], reserved: &[String]) -> Vec<(Id, String
     let order = g.topo_order(roots);
     let mut parents: FxHashMap<Id, usize> = FxHashMap::default();
     for &id in &order {
-        g.node(id)
-            .for_each_child(|c| *parents.entry(c).or_default() += 1);
+        g.node(id).for_each_child(|c| *parents.entry(c).or_default() += 1);
     }
     // Looking through transposes and scalings: the inner node is what is shared.
     let candidates = [
-        "a", "b", "c", "d", "f", "g", "h", "k", "m", "p", "q", "r", "s", "t", "u", "v", "w", "y",
-        "z",
+        "a", "b", "c", "d", "f", "g", "h", "k", "m", "p", "q", "r", "s", "t", "u", "v", "w", "y", "z",
     ];
     let mut pool = candidates
         .iter()
@@ -131,13 +115,7 @@ fn choose_names(g: &Graph, roots: &[Id], reserved: &[String]) -> Vec<(Id, String
 
 /// Recover matrix notation for `roots` in the given form. `reserved` are names
 /// the intermediates must avoid (variables, dimensions).
-pub fn recover(
-    g: &Graph,
-    roots: &[Id],
-    form: Form,
-    primal: Option<Id>,
-    reserved: &[String],
-) -> Rendered {
+pub fn recover(g: &Graph, roots: &[Id], form: Form, primal: Option<Id>, reserved: &[String]) -> Rendered {
     let mut r = Recover::new(g);
     let mut definitions = Vec::new();
     if form != Form::Nested {
@@ -176,8 +154,7 @@ pub fn expanded_size(g: &Graph, roots: &[Id]) -> u64 {
     let mut size: FxHashMap<Id, u64> = FxHashMap::default();
     for &id in &order {
         let mut s = 1u64;
-        g.node(id)
-            .for_each_child(|c| s = s.saturating_add(size[&c]));
+        g.node(id).for_each_child(|c| s = s.saturating_add(size[&c]));
         size.insert(id, s);
     }
     roots.iter().fold(0u64, |a, r| a.saturating_add(size[r]))

@@ -92,17 +92,9 @@ pub fn print(m: &M, s: &Style) -> String {
 
 fn paren(m: &M, s: &Style, min: u8, out: &mut String) {
     if prec(m) < min {
-        out.push_str(if s.flavour == Flavour::Latex {
-            "\\left("
-        } else {
-            "("
-        });
+        out.push_str(if s.flavour == Flavour::Latex { "\\left(" } else { "(" });
         go(m, s, out);
-        out.push_str(if s.flavour == Flavour::Latex {
-            "\\right)"
-        } else {
-            ")"
-        });
+        out.push_str(if s.flavour == Flavour::Latex { "\\right)" } else { ")" });
     } else {
         go(m, s, out);
     }
@@ -121,13 +113,10 @@ pub fn number(c: f64) -> String {
 
 fn latex_name(n: &str) -> String {
     const GREEK: [&str; 24] = [
-        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
-        "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi",
-        "omega", "Omega",
+        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu",
+        "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega", "Omega",
     ];
-    let split = n
-        .find(|c: char| c.is_ascii_digit() || c == '_')
-        .unwrap_or(n.len());
+    let split = n.find(|c: char| c.is_ascii_digit() || c == '_').unwrap_or(n.len());
     let (base, sub) = n.split_at(split);
     let sub = sub.trim_start_matches('_');
     let base = if GREEK.contains(&base) {
@@ -179,11 +168,7 @@ fn go(m: &M, s: &Style, out: &mut String) {
         M::Name(n) => out.push_str(&if latex { latex_name(n) } else { n.clone() }),
         M::Num(c) => {
             let t = number(*c);
-            out.push_str(&if *c < 0.0 {
-                t.replacen('-', s.minus, 1)
-            } else {
-                t
-            });
+            out.push_str(&if *c < 0.0 { t.replacen('-', s.minus, 1) } else { t });
         }
         M::Eye(n) => match s.flavour {
             Flavour::Expr => write!(out, "eye({n})").unwrap(),
@@ -191,16 +176,8 @@ fn go(m: &M, s: &Style, out: &mut String) {
             Flavour::Latex => write!(out, "I").unwrap(),
         },
         M::Fill(c, order) => match s.flavour {
-            Flavour::Expr => write!(
-                out,
-                "{}({})",
-                if *order == 1 { "vector" } else { "matrix" },
-                number(*c)
-            )
-            .unwrap(),
-            _ if *c == 1.0 && *order == 1 => {
-                out.push_str(if latex { "\\mathbf{1}" } else { "𝟏" })
-            }
+            Flavour::Expr => write!(out, "{}({})", if *order == 1 { "vector" } else { "matrix" }, number(*c)).unwrap(),
+            _ if *c == 1.0 && *order == 1 => out.push_str(if latex { "\\mathbf{1}" } else { "𝟏" }),
             _ if *c == 0.0 => out.push('0'),
             _ => {
                 let one = if latex { "\\mathbf{1}" } else { "𝟏" };
@@ -273,9 +250,7 @@ fn go(m: &M, s: &Style, out: &mut String) {
         }
         M::Had(fs) => {
             // Factors with negative powers go to the denominator: a .* b.^-1 = a ./ b.
-            let (num, den): (Vec<&M>, Vec<&M>) = fs
-                .iter()
-                .partition(|f| !matches!(f, M::Pow(_, p) if *p < 0.0));
+            let (num, den): (Vec<&M>, Vec<&M>) = fs.iter().partition(|f| !matches!(f, M::Pow(_, p) if *p < 0.0));
             let den: Vec<M> = den
                 .into_iter()
                 .map(|f| match f {

@@ -33,12 +33,10 @@ const KINDS_HINT: &str = "kinds are `scalar` (or `real`), `vector(n)`, `matrix(m
 /// same name twice is an error.
 pub fn parse_decls(src: &str) -> Result<Vec<Decl>> {
     if src.len() > MAX_LEN {
-        return Err(
-            Error::new(ErrorKind::Limit, "declarations too large").hint(format!(
-                "the text has {} bytes; the limit is {MAX_LEN} bytes (4 MiB)",
-                src.len()
-            )),
-        );
+        return Err(Error::new(ErrorKind::Limit, "declarations too large").hint(format!(
+            "the text has {} bytes; the limit is {MAX_LEN} bytes (4 MiB)",
+            src.len()
+        )));
     }
     parse_all(src).map_err(|e| e.with_origin(Origin::Decls))
 }
@@ -131,12 +129,7 @@ impl<'a> DeclParser<'a> {
             return self.bump();
         }
         let found = describe(self.src, self.peek.span);
-        Err(Error::at(
-            ErrorKind::Syntax,
-            self.at_peek(),
-            format!("{msg}, found {found}"),
-        )
-        .hint(hint))
+        Err(Error::at(ErrorKind::Syntax, self.at_peek(), format!("{msg}, found {found}")).hint(hint))
     }
 
     /// Where to point an error about the lookahead: the lookahead itself, or
@@ -215,12 +208,7 @@ impl<'a> DeclParser<'a> {
                     Some(k) => format!("did you mean `{k}`? {KINDS_HINT}"),
                     None => KINDS_HINT.to_string(),
                 };
-                return Err(Error::at(
-                    ErrorKind::Syntax,
-                    tok.span,
-                    format!("unknown kind `{word}`"),
-                )
-                .hint(hint));
+                return Err(Error::at(ErrorKind::Syntax, tok.span, format!("unknown kind `{word}`")).hint(hint));
             }
         })
     }
@@ -231,10 +219,7 @@ impl<'a> DeclParser<'a> {
             return self.bump();
         }
         let span = self.at_peek();
-        Err(
-            Error::at(ErrorKind::Syntax, span, format!("`{kind}` needs a size"))
-                .hint(format!("write `{form}`")),
-        )
+        Err(Error::at(ErrorKind::Syntax, span, format!("`{kind}` needs a size")).hint(format!("write `{form}`")))
     }
 
     /// The `)` closing a sized kind opened at `open`.
@@ -244,8 +229,7 @@ impl<'a> DeclParser<'a> {
             return Ok(());
         }
         if self.peek.kind == Tok::Eof {
-            return Err(Error::at(ErrorKind::Syntax, open.span, "unclosed `(`")
-                .hint(format!("write `{form}`")));
+            return Err(Error::at(ErrorKind::Syntax, open.span, "unclosed `(`").hint(format!("write `{form}`")));
         }
         let found = describe(self.src, self.peek.span);
         Err(Error::at(
@@ -291,12 +275,10 @@ impl<'a> DeclParser<'a> {
             .hint("ranges are written `dim in 1..100`"));
         }
         if !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::at(
-                ErrorKind::Syntax,
-                tok.span,
-                format!("{found} is not a whole number"),
-            )
-            .hint("sizes and range bounds are whole numbers like `100`"));
+            return Err(
+                Error::at(ErrorKind::Syntax, tok.span, format!("{found} is not a whole number"))
+                    .hint("sizes and range bounds are whole numbers like `100`"),
+            );
         }
         let v = text.parse::<u64>().map_err(|_| {
             Error::at(ErrorKind::Syntax, tok.span, format!("{found} is too large"))
@@ -318,12 +300,10 @@ impl<'a> DeclParser<'a> {
         let hi_span = self.peek.span;
         let hi = self.integer()?;
         if lo < 1 {
-            return Err(Error::at(
-                ErrorKind::Syntax,
-                lo_span,
-                "a dimension range must start at 1 or more",
-            )
-            .hint(format!("write `1..{hi}`")));
+            return Err(
+                Error::at(ErrorKind::Syntax, lo_span, "a dimension range must start at 1 or more")
+                    .hint(format!("write `1..{hi}`")),
+            );
         }
         if lo > hi {
             return Err(Error::at(
@@ -357,9 +337,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
         let mut diag = row[0];
         row[0] = i + 1;
         for (j, &cb) in b.iter().enumerate() {
-            let next = (diag + usize::from(ca != cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
+            let next = (diag + usize::from(ca != cb)).min(row[j] + 1).min(row[j + 1] + 1);
             diag = row[j + 1];
             row[j + 1] = next;
         }
@@ -399,11 +377,7 @@ mod tests {
         let e = parse_decls(src).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Syntax, "{src:?}: {e}");
         assert!(e.labels.iter().all(|l| l.origin == Origin::Decls));
-        (
-            e.span().unwrap().range(),
-            e.message,
-            e.hint.expect("a hint"),
-        )
+        (e.span().unwrap().range(), e.message, e.hint.expect("a hint"))
     }
 
     #[test]
@@ -413,10 +387,7 @@ mod tests {
         assert_eq!(one("x: vector(n)"), DeclKind::Vector(sym("n")));
         assert_eq!(one("x: vector(100)"), DeclKind::Vector(Num(100)));
         assert_eq!(one("W: matrix(m,n)"), DeclKind::Matrix(sym("m"), sym("n")));
-        assert_eq!(
-            one("W1: matrix(r, 100)"),
-            DeclKind::Matrix(sym("r"), Num(100))
-        );
+        assert_eq!(one("W1: matrix(r, 100)"), DeclKind::Matrix(sym("r"), Num(100)));
         assert_eq!(one("S: symmetric(n)"), DeclKind::Symmetric(sym("n")));
         assert_eq!(one("k: dim"), DeclKind::Dim(None));
         assert_eq!(one("r: dim in 1..95"), DeclKind::Dim(Some((1, 95))));
@@ -462,9 +433,7 @@ mod tests {
         assert!(hint.starts_with("did you mean `matrix`?"), "{hint}");
         assert!(fail("x: vec(n)").2.starts_with("did you mean `vector`?"));
         assert!(fail("x: Vector(n)").2.starts_with("did you mean `vector`?"));
-        assert!(fail("S: symetric(n)")
-            .2
-            .starts_with("did you mean `symmetric`?"));
+        assert!(fail("S: symetric(n)").2.starts_with("did you mean `symmetric`?"));
         assert!(fail("a: scaler").2.starts_with("did you mean `scalar`?"));
         let (_, msg, hint) = fail("t: tensor(3)");
         assert_eq!(msg, "unknown kind `tensor`");
@@ -474,14 +443,8 @@ mod tests {
     #[test]
     fn syntax_errors() {
         let (span, msg, _) = fail("W matrix(m, n)");
-        assert_eq!(
-            (span, msg.as_str()),
-            (2..8, "expected `:` after `W`, found `matrix`")
-        );
-        assert_eq!(
-            fail("x").1,
-            "expected `:` after `x`, found the end of the input"
-        );
+        assert_eq!((span, msg.as_str()), (2..8, "expected `:` after `W`, found `matrix`"));
+        assert_eq!(fail("x").1, "expected `:` after `x`, found the end of the input");
         assert_eq!(fail("x").0, 0..1);
         assert_eq!(fail("x: matrix(3,").0, 11..12);
         assert_eq!(fail("n: dim in 1..").0, 11..13);
@@ -527,20 +490,12 @@ mod tests {
         let (span, msg, hint) = fail("n: dim in 0..5");
         assert_eq!(
             (span, msg.as_str(), hint.as_str()),
-            (
-                10..11,
-                "a dimension range must start at 1 or more",
-                "write `1..5`"
-            )
+            (10..11, "a dimension range must start at 1 or more", "write `1..5`")
         );
         let (span, msg, hint) = fail("n: dim in 10..5");
         assert_eq!(
             (span, msg.as_str(), hint.as_str()),
-            (
-                10..15,
-                "empty range `10..5`",
-                "write the smaller bound first: `5..10`"
-            )
+            (10..15, "empty range `10..5`", "write the smaller bound first: `5..10`")
         );
         assert_eq!(
             fail("n: dim in 1").1,

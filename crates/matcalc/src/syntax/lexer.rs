@@ -165,12 +165,7 @@ impl<'a> Lexer<'a> {
                     } else {
                         "a `.` starts a number (`.5`) or an elementwise operator (`.*`, `./`, `.^`)"
                     };
-                    return Err(Error::at(
-                        ErrorKind::Syntax,
-                        Span::new(start, start + 1),
-                        "unexpected `.`",
-                    )
-                    .hint(hint));
+                    return Err(Error::at(ErrorKind::Syntax, Span::new(start, start + 1), "unexpected `.`").hint(hint));
                 }
             },
             _ => return Err(self.unknown_char()),
@@ -194,9 +189,7 @@ impl<'a> Lexer<'a> {
         let mut end = digits(self, start);
         // A dot belongs to the number unless it starts `.*`, `./`, `.^` or `..`
         // (so `2.*x` is `2 .* x` and `1..5` is a range).
-        if self.byte(end) == Some(b'.')
-            && !matches!(self.byte(end + 1), Some(b'*' | b'/' | b'^' | b'.'))
-        {
+        if self.byte(end) == Some(b'.') && !matches!(self.byte(end + 1), Some(b'*' | b'/' | b'^' | b'.')) {
             end = digits(self, end + 1);
         }
         if matches!(self.byte(end), Some(b'e' | b'E')) {
@@ -208,21 +201,14 @@ impl<'a> Lexer<'a> {
                 end = digits(self, at);
             }
         }
-        if self
-            .byte(end)
-            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
+        if self.byte(end).is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(self.name_after_number(start, end));
         }
         let span = Span::new(start, end);
         let text = &self.src[start..end];
         let value: f64 = text.parse().map_err(|_| {
-            Error::at(
-                ErrorKind::Syntax,
-                span,
-                format!("malformed number `{text}`"),
-            )
-            .hint("numbers look like `2`, `2.5`, `.5`, `1e-3` or `1.5E+2`")
+            Error::at(ErrorKind::Syntax, span, format!("malformed number `{text}`"))
+                .hint("numbers look like `2`, `2.5`, `.5`, `1e-3` or `1.5E+2`")
         })?;
         if !value.is_finite() {
             return Err(Error::at(ErrorKind::Syntax, span, "number too large")
@@ -266,25 +252,16 @@ impl<'a> Lexer<'a> {
         let hint = match c {
             '×' | '·' | '⋅' | '∗' => "write `*` for a product".to_string(),
             '−' | '–' | '—' => "write the ASCII minus `-`".to_string(),
-            '’' | '‘' | '′' | '`' | 'ᵀ' => {
-                "write the ASCII apostrophe `'` to transpose".to_string()
-            }
+            '’' | '‘' | '′' | '`' | 'ᵀ' => "write the ASCII apostrophe `'` to transpose".to_string(),
             '²' => "write `^2` for a square".to_string(),
             '³' => "write `^3` for a cube".to_string(),
             '{' | '}' => "group with `(` and `)`".to_string(),
-            '=' => {
-                "write only the expression (no `f =`); declare names as `name: kind`".to_string()
-            }
+            '=' => "write only the expression (no `f =`); declare names as `name: kind`".to_string(),
             _ => "the language has numbers, names, `+ - * / ^ .* ./ .^ '`, \
                   parentheses, brackets, `,` and `;`"
                 .to_string(),
         };
-        Error::at(
-            ErrorKind::Syntax,
-            span,
-            format!("unexpected character `{c}`"),
-        )
-        .hint(hint)
+        Error::at(ErrorKind::Syntax, span, format!("unexpected character `{c}`")).hint(hint)
     }
 }
 
@@ -351,8 +328,8 @@ mod tests {
         assert_eq!(
             lex("a+b-c*d/e^f.*g./h.^i'(x)[1;2],k:"),
             [
-                "a", "+", "b", "-", "c", "*", "d", "/", "e", "^", "f", ".*", "g", "./", "h", ".^",
-                "i", "'", "(", "x", ")", "[", "1", ";", "2", "]", ",", "k", ":"
+                "a", "+", "b", "-", "c", "*", "d", "/", "e", "^", "f", ".*", "g", "./", "h", ".^", "i", "'", "(", "x",
+                ")", "[", "1", ";", "2", "]", ",", "k", ":"
             ]
         );
         assert_eq!(lex("  W_1\t\n x2 _y "), ["W_1", "x2", "_y"]);
@@ -368,45 +345,24 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(
-            err("x $ y"),
-            (Span::new(2, 3), "unexpected character `$`".into())
-        );
+        assert_eq!(err("x $ y"), (Span::new(2, 3), "unexpected character `$`".into()));
         // Multi-byte characters are spanned whole.
-        assert_eq!(
-            err("a × b"),
-            (Span::new(2, 4), "unexpected character `×`".into())
-        );
-        assert_eq!(
-            tokenize("a × b").unwrap_err().hint.unwrap(),
-            "write `*` for a product"
-        );
+        assert_eq!(err("a × b"), (Span::new(2, 4), "unexpected character `×`".into()));
+        assert_eq!(tokenize("a × b").unwrap_err().hint.unwrap(), "write `*` for a product");
         assert_eq!(err("x.y"), (Span::new(1, 2), "unexpected `.`".into()));
         assert_eq!(err("x.'"), (Span::new(1, 2), "unexpected `.`".into()));
         assert_eq!(
             err("1 + 2x"),
-            (
-                Span::new(4, 6),
-                "a number cannot be directly followed by a name".into()
-            )
+            (Span::new(4, 6), "a number cannot be directly followed by a name".into())
         );
-        assert_eq!(
-            tokenize("2x").unwrap_err().hint.unwrap(),
-            "write `2*x` for a product"
-        );
+        assert_eq!(tokenize("2x").unwrap_err().hint.unwrap(), "write `2*x` for a product");
         assert_eq!(
             err("3e"),
-            (
-                Span::new(0, 2),
-                "a number cannot be directly followed by a name".into()
-            )
+            (Span::new(0, 2), "a number cannot be directly followed by a name".into())
         );
         assert_eq!(err("1e999"), (Span::new(0, 5), "number too large".into()));
         let long = format!("x + {}", "y".repeat(100));
-        assert_eq!(
-            describe(&long, Span::new(4, 104)),
-            format!("`{}…`", "y".repeat(40))
-        );
+        assert_eq!(describe(&long, Span::new(4, 104)), format!("`{}…`", "y".repeat(40)));
         assert_eq!(describe("x", Span::new(1, 1)), "the end of the input");
     }
 }

@@ -93,21 +93,17 @@ fn operator_bp(tok: Tok) -> Option<(Fixity, u8, u8)> {
 /// larger than [`MAX_LEN`] bytes or nests deeper than [`MAX_DEPTH`] levels.
 pub fn parse_expr(src: &str) -> Result<Expr> {
     if src.len() > MAX_LEN {
-        return Err(
-            Error::new(ErrorKind::Limit, "expression too large").hint(format!(
-                "the text has {} bytes; the limit is {MAX_LEN} bytes (4 MiB)",
-                src.len()
-            )),
-        );
+        return Err(Error::new(ErrorKind::Limit, "expression too large").hint(format!(
+            "the text has {} bytes; the limit is {MAX_LEN} bytes (4 MiB)",
+            src.len()
+        )));
     }
     let mut p = Parser::new(src)?;
     if p.peek.kind == Tok::Eof {
-        return Err(Error::at(
-            ErrorKind::Syntax,
-            Span::new(0, src.len()),
-            "the expression is empty",
-        )
-        .hint("write an expression such as `x'*A*x`"));
+        return Err(
+            Error::at(ErrorKind::Syntax, Span::new(0, src.len()), "the expression is empty")
+                .hint("write an expression such as `x'*A*x`"),
+        );
     }
     let e = p.expr()?;
     if p.peek.kind != Tok::Eof {
@@ -139,8 +135,7 @@ fn entries(n: usize) -> String {
 /// The error for `()` outside a call.
 #[cold]
 fn empty_parens(span: Span) -> Error {
-    Error::at(ErrorKind::Syntax, span, "empty parentheses")
-        .hint("put an expression inside, e.g. `(x + 1)`")
+    Error::at(ErrorKind::Syntax, span, "empty parentheses").hint("put an expression inside, e.g. `(x + 1)`")
 }
 
 /// A construct on the parse stack, waiting for the operand being parsed.
@@ -312,20 +307,13 @@ impl<'a> Parser<'a> {
                         }
                         Some(Frame::Infix(op, left, _)) => {
                             let span = left.span.to(lhs.span);
-                            lhs = Expr::new(
-                                ExprKind::Binary(op, Box::new(left), Box::new(lhs)),
-                                span,
-                            );
+                            lhs = Expr::new(ExprKind::Binary(op, Box::new(left), Box::new(lhs)), span);
                         }
                         Some(Frame::Paren(open)) => {
                             let close = self.close(open, Tok::RParen, "the parenthesis")?;
                             lhs.span = open.span.to(close.span);
                         }
-                        Some(Frame::Call {
-                            name,
-                            open,
-                            mut args,
-                        }) => {
+                        Some(Frame::Call { name, open, mut args }) => {
                             args.push(lhs);
                             if self.peek.kind == Tok::Comma {
                                 self.bump()?;
@@ -354,8 +342,9 @@ impl<'a> Parser<'a> {
         let Some(prev) = self.prev else {
             // The text starts with something that is not an expression.
             return match tok.kind {
-                Tok::RParen => Error::at(ErrorKind::Syntax, tok.span, "unexpected `)`")
-                    .hint("there is no matching `(`"),
+                Tok::RParen => {
+                    Error::at(ErrorKind::Syntax, tok.span, "unexpected `)`").hint("there is no matching `(`")
+                }
                 _ => Error::at(
                     ErrorKind::Syntax,
                     tok.span,
@@ -423,10 +412,7 @@ impl<'a> Parser<'a> {
     /// The error for a missing `close` matching `open`.
     #[cold]
     fn unclosed(&self, open: Token, close: Tok, what: &str) -> Error {
-        let (o, c) = (
-            self.text(open.span),
-            if close == Tok::RParen { ")" } else { "]" },
-        );
+        let (o, c) = (self.text(open.span), if close == Tok::RParen { ")" } else { "]" });
         if self.peek.kind == Tok::Eof {
             return Error::at(ErrorKind::Syntax, open.span, format!("unclosed `{o}`"))
                 .hint(format!("add a `{c}` to close {what}"));
@@ -452,10 +438,8 @@ impl<'a> Parser<'a> {
         let open = self.bump()?;
         if self.peek.kind == Tok::RBracket {
             let span = open.span.to(self.peek.span);
-            return Err(
-                Error::at(ErrorKind::Syntax, span, "empty matrix literal `[]`")
-                    .hint("a matrix literal needs at least one entry, e.g. `[1 2; 3 4]`"),
-            );
+            return Err(Error::at(ErrorKind::Syntax, span, "empty matrix literal `[]`")
+                .hint("a matrix literal needs at least one entry, e.g. `[1 2; 3 4]`"));
         }
         let mut rows: Vec<Vec<Expr>> = Vec::new();
         loop {
@@ -483,17 +467,12 @@ impl<'a> Parser<'a> {
                 row.push(self.matrix_entry(open)?);
             }
             if row.is_empty() && self.peek.kind == Tok::Semi {
-                return Err(Error::at(
-                    ErrorKind::Syntax,
-                    self.peek.span,
-                    "empty row in a matrix literal",
-                )
-                .hint("remove the extra `;`"));
+                return Err(
+                    Error::at(ErrorKind::Syntax, self.peek.span, "empty row in a matrix literal")
+                        .hint("remove the extra `;`"),
+                );
             }
-            if let Some(first) = rows
-                .first()
-                .filter(|f| !row.is_empty() && f.len() != row.len())
-            {
+            if let Some(first) = rows.first().filter(|f| !row.is_empty() && f.len() != row.len()) {
                 let span = row[0].span.to(row[row.len() - 1].span);
                 return Err(Error::at(
                     ErrorKind::Syntax,
@@ -785,9 +764,7 @@ mod tests {
         check("[5]", "[5]");
         check("A*[1; 2]", "(* A [1; 2])");
         let e = parse_expr("[-1 2.5]").unwrap();
-        let ExprKind::Matrix(rows) = &e.kind else {
-            panic!()
-        };
+        let ExprKind::Matrix(rows) = &e.kind else { panic!() };
         assert_eq!(rows[0][0].kind, ExprKind::Num(-1.0));
         assert_eq!(rows[0][0].span, Span::new(1, 3));
         assert_eq!(rows[0][1].span, Span::new(4, 7));
@@ -812,52 +789,28 @@ mod tests {
         );
         assert_eq!(
             fail("[1 x]"),
-            (
-                3..4,
-                "matrix literal entries must be numbers, found `x`".into()
-            )
+            (3..4, "matrix literal entries must be numbers, found `x`".into())
         );
         assert_eq!(
             fail("[[1]]"),
-            (
-                1..2,
-                "matrix literal entries must be numbers, found `[`".into()
-            )
+            (1..2, "matrix literal entries must be numbers, found `[`".into())
         );
-        assert_eq!(
-            fail("[1,,2]"),
-            (3..4, "expected a number before `,`".into())
-        );
-        assert_eq!(
-            fail("[1-2]"),
-            (2..3, "unexpected `-` in a matrix literal".into())
-        );
-        assert_eq!(
-            fail("[1 - 2]"),
-            (3..6, "ambiguous `-` in a matrix literal".into())
-        );
-        assert_eq!(
-            fail("[1; ; 2]"),
-            (4..5, "empty row in a matrix literal".into())
-        );
+        assert_eq!(fail("[1,,2]"), (3..4, "expected a number before `,`".into()));
+        assert_eq!(fail("[1-2]"), (2..3, "unexpected `-` in a matrix literal".into()));
+        assert_eq!(fail("[1 - 2]"), (3..6, "ambiguous `-` in a matrix literal".into()));
+        assert_eq!(fail("[1; ; 2]"), (4..5, "empty row in a matrix literal".into()));
         assert_eq!(fail("[;1]"), (1..2, "empty row in a matrix literal".into()));
         assert_eq!(fail("[1 2"), (0..1, "unclosed `[`".into()));
         assert_eq!(fail("[1 2;"), (0..1, "unclosed `[`".into()));
         assert_eq!(
             fail("[1 2)"),
-            (
-                4..5,
-                "matrix literal entries must be numbers, found `)`".into()
-            )
+            (4..5, "matrix literal entries must be numbers, found `)`".into())
         );
         let e = parse_expr("[1 2)").unwrap_err();
         assert_eq!(e.hint.unwrap(), "close the matrix literal with `]`");
         assert_eq!(e.labels[1].span, Span::new(0, 1));
         assert_eq!(fail("[1 2 x]").0, 5..6);
-        assert_eq!(
-            fail("[1, 2,]"),
-            (6..7, "expected a number after `,`".into())
-        );
+        assert_eq!(fail("[1, 2,]"), (6..7, "expected a number after `,`".into()));
         assert_eq!(fail("[1 -]"), (4..5, "expected a number after `-`".into()));
         assert_eq!(fail("[1 -"), (3..4, "expected a number after `-`".into()));
     }
@@ -866,33 +819,19 @@ mod tests {
     fn spans() {
         let e = parse_expr("x'*A").unwrap();
         assert_eq!(e.span, Span::new(0, 4));
-        let ExprKind::Binary(_, l, r) = &e.kind else {
-            panic!()
-        };
+        let ExprKind::Binary(_, l, r) = &e.kind else { panic!() };
         assert_eq!((l.span, r.span), (Span::new(0, 2), Span::new(3, 4)));
 
         let e = parse_expr(" -(a + b) ").unwrap();
         assert_eq!(e.span, Span::new(1, 9));
-        let ExprKind::Neg(inner) = &e.kind else {
-            panic!()
-        };
-        assert_eq!(
-            inner.span,
-            Span::new(2, 9),
-            "parentheses belong to the span"
-        );
+        let ExprKind::Neg(inner) = &e.kind else { panic!() };
+        assert_eq!(inner.span, Span::new(2, 9), "parentheses belong to the span");
 
         let e = parse_expr("+x").unwrap();
-        assert_eq!(
-            (e.kind.clone(), e.span),
-            (ExprKind::Ident("x".into()), Span::new(0, 2))
-        );
+        assert_eq!((e.kind.clone(), e.span), (ExprKind::Ident("x".into()), Span::new(0, 2)));
 
         let e = parse_expr("norm2(x, 2)").unwrap();
-        let ExprKind::Call {
-            name_span, args, ..
-        } = &e.kind
-        else {
+        let ExprKind::Call { name_span, args, .. } = &e.kind else {
             panic!()
         };
         assert_eq!((e.span, *name_span), (Span::new(0, 11), Span::new(0, 5)));
@@ -903,10 +842,7 @@ mod tests {
     fn syntax_errors() {
         assert_eq!(fail(""), (0..0, "the expression is empty".into()));
         assert_eq!(fail("  \n "), (0..4, "the expression is empty".into()));
-        assert_eq!(
-            fail("x+"),
-            (1..2, "expected an expression after `+`".into())
-        );
+        assert_eq!(fail("x+"), (1..2, "expected an expression after `+`".into()));
         assert_eq!(
             fail("x + * y"),
             (4..5, "expected an expression after `+`, found `*`".into())
@@ -915,10 +851,7 @@ mod tests {
             fail("f(x,)"),
             (4..5, "expected an expression after `,`, found `)`".into())
         );
-        assert_eq!(
-            fail("*x"),
-            (0..1, "expected an expression, found `*`".into())
-        );
+        assert_eq!(fail("*x"), (0..1, "expected an expression, found `*`".into()));
         assert_eq!(fail(")"), (0..1, "unexpected `)`".into()));
         assert_eq!(fail("x)"), (1..2, "unexpected `)`".into()));
         assert_eq!(fail("(x+1))"), (5..6, "unexpected `)`".into()));
@@ -926,29 +859,14 @@ mod tests {
         assert_eq!(fail("(x+1"), (0..1, "unclosed `(`".into()));
         assert_eq!(fail("a*((x+1)"), (2..3, "unclosed `(`".into()));
         assert_eq!(fail("sum(x"), (3..4, "unclosed `(`".into()));
-        assert_eq!(
-            fail("f(x y)"),
-            (4..5, "expected `)` or an operator, found `y`".into())
-        );
+        assert_eq!(fail("f(x y)"), (4..5, "expected `)` or an operator, found `y`".into()));
         assert_eq!(fail("()"), (0..2, "empty parentheses".into()));
-        assert_eq!(
-            fail("x y"),
-            (2..3, "unexpected `y` after the expression".into())
-        );
-        assert_eq!(
-            fail("2 (x)"),
-            (2..3, "unexpected `(` after the expression".into())
-        );
+        assert_eq!(fail("x y"), (2..3, "unexpected `y` after the expression".into()));
+        assert_eq!(fail("2 (x)"), (2..3, "unexpected `(` after the expression".into()));
         assert_eq!(fail("x;"), (1..2, "unexpected `;`".into()));
         assert_eq!(fail("x, y"), (1..2, "unexpected `,`".into()));
-        assert_eq!(
-            fail("'x"),
-            (0..1, "expected an expression, found `'`".into())
-        );
-        assert_eq!(
-            fail("x^"),
-            (1..2, "expected an expression after `^`".into())
-        );
+        assert_eq!(fail("'x"), (0..1, "expected an expression, found `'`".into()));
+        assert_eq!(fail("x^"), (1..2, "expected an expression after `^`".into()));
         assert_eq!(fail("-"), (0..1, "expected an expression after `-`".into()));
         assert_eq!(fail("a: b"), (1..2, "unexpected `:`".into()));
         assert_eq!(fail("1..2"), (1..3, "unexpected `..`".into()));
@@ -956,10 +874,7 @@ mod tests {
         assert_eq!(fail("x # y"), (2..3, "unexpected character `#`".into()));
         assert_eq!(
             fail("2x"),
-            (
-                0..2,
-                "a number cannot be directly followed by a name".into()
-            )
+            (0..2, "a number cannot be directly followed by a name".into())
         );
         // The unclosed paren is also labelled when something else follows.
         let e = parse_expr("(a b").unwrap_err();
@@ -975,8 +890,7 @@ mod tests {
 
     #[test]
     fn nesting_limit() {
-        let depth =
-            |open: &str, close: &str, k: usize| format!("{}x{}", open.repeat(k), close.repeat(k));
+        let depth = |open: &str, close: &str, k: usize| format!("{}x{}", open.repeat(k), close.repeat(k));
         let at = |i: usize| Span::new(i, i + 1);
         // Exactly MAX_DEPTH levels are fine, one more is not.
         let ok = parse_expr(&depth("(", ")", MAX_DEPTH)).unwrap();
@@ -1046,10 +960,7 @@ mod tests {
     fn input_too_large() {
         let big = "x+".repeat(MAX_LEN / 2) + "x";
         let e = parse_expr(&big).unwrap_err();
-        assert_eq!(
-            (e.kind, e.message.as_str()),
-            (ErrorKind::Limit, "expression too large")
-        );
+        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Limit, "expression too large"));
         assert!(e.hint.is_some());
     }
 }

@@ -1,0 +1,610 @@
+//! The data-driven suite: every `tests/cases/*.mc` file at the workspace root.
+//!
+//! A case file is a header of directives, then the expected outputs:
+//!
+//! ```text
+//! # least squares            (comments: notes, assumptions)
+//! expr: norm2(A*x - b)^2     (required)
+//! decl: A: matrix(m, n); b: vector(m)   (optional, repeatable)
+//! wrt: x                     (required; repeatable or comma-separated)
+//! order: 1                   (default 1)
+//! dims: m=3 n=2              (optional: sizes for the random trials)
+//! --- expr
+//! 2*A'*(A*x - b)
+//! --- text
+//! ...
+//! ```
+//!
+//! Sections, all produced by the engine: `expr` (the input language, one line
+//! per derivative), `text` (Unicode, nested), `latex`, `cascade` (named
+//! intermediates) and `diag` (the cascade with `Diag` matrices).
+//!
+//! For every case the test
+//! * checks each derivative against finite differences
+//!   ([`matcalc::eval::check::check`]) with every symbolic dimension 1, then 2
+//!   (clamped into declared ranges), then at random sizes (the `dims:` values
+//!   pinned) for several seeds;
+//! * parses the printed `expr` line back with the same declarations and checks
+//!   that it evaluates to the engine's derivative (relative error 1e-9);
+//! * checks that the LaTeX is balanced (braces, `\left`/`\right`);
+//! * compares the sections with the file. With `MATCALC_BLESS=1` it rewrites
+//!   them instead (the header is kept verbatim).
+//!
+//! All failures are collected, then reported together.
+
+use matcalc::eval::check::{check, sample_dims, sample_values, CheckOptions};
+use matcalc::eval::interp::{bind_dims, evaluate};
+use matcalc::eval::Tensor;
+use matcalc::render::mexpr::M;
+use matcalc::render::print::{Flavour, Style};
+use matcalc::render::{self, Form};
+use matcalc::{Derivative, ErrorKind, Problem};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The expected sections, in the order they are written.
+const SECTIONS: [&str; 5] = ["expr", "text", "latex", "cascade", "diag"];
+
+/// Seeds of the random-size checks (each with [`RANDOM_TRIALS`] points).
+const RANDOM_SEEDS: [u64; 3] = [1, 2, 3];
+const RANDOM_TRIALS: usize = 3;
+
+/// Seeds of the round-trip comparisons.
+const ROUND_TRIP_SEEDS: [u64; 2] = [11, 12];
+const ROUND_TRIP_TOLERANCE: f64 = 1e-9;
+
+/// One parsed case file.
+#[derive(Debug)]
+struct Case {
+    path: PathBuf,
+    /// Everything before the first section marker, verbatim.
+    header: String,
+    expr: String,
+    decls: Vec<String>,
+    wrt: Vec<String>,
+    order: usize,
+    dims: Vec<(String, usize)>,
+    /// Expected sections as found in the file.
+    sections: Vec<(String, String)>,
+}
+
+impl Case {
+    fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    fn decls(&self) -> String {
+        self.decls.join("; ")
+    }
+}
+
+fn parse_case(path: &Path, text: &str) -> Result<Case, String> {
+    let mut case = Case {
+        path: path.to_path_buf(),
+        header: String::new(),
+        expr: String::new(),
+        decls: Vec::new(),
+        wrt: Vec::new(),
+        order: 1,
+        dims: Vec::new(),
+        sections: Vec::new(),
+    };
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next_if(|l| !l.starts_with("--- ")) {
+        case.header.push_str(line);
+        case.header.push('\n');
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let (key, value) = t
+            .split_once(':')
+            .ok_or_else(|| format!("header line `{t}` is not `key: value`"))?;
+        let value = value.trim();
+        match key.trim() {
+            "expr" => case.expr = value.to_string(),
+            "decl" => case.decls.push(value.to_string()),
+            "wrt" => case
+                .wrt
+                .extend(value.split(',').map(|w| w.trim().to_string()).filter(|w| !w.is_empty())),
+            "order" => case.order = value.parse().map_err(|_| format!("`order: {value}` is not a number"))?,
+            "dims" => {
+                for pair in value.split_whitespace() {
+                    let (n, v) = pair
+                        .split_once('=')
+                        .ok_or_else(|| format!("`dims:` entry `{pair}` is not NAME=VALUE"))?;
+                    let v = v
+                        .parse()
+                        .map_err(|_| format!("`dims:` entry `{pair}` is not NAME=VALUE"))?;
+                    case.dims.push((n.to_string(), v));
+                }
+            }
+            other => return Err(format!("unknown directive `{other}:`")),
+        }
+    }
+    if case.expr.is_empty() {
+        return Err("missing `expr:`".into());
+    }
+    if case.wrt.is_empty() {
+        return Err("missing `wrt:`".into());
+    }
+    let mut current: Option<(String, Vec<&str>)> = None;
+    for line in lines {
+        if let Some(name) = line.strip_prefix("--- ") {
+            if let Some((n, body)) = current.take() {
+                case.sections.push((n, join_body(&body)));
+            }
+            current = Some((name.trim().to_string(), Vec::new()));
+        } else if let Some((_, body)) = current.as_mut() {
+            body.push(line);
+        }
+    }
+    if let Some((n, body)) = current {
+        case.sections.push((n, join_body(&body)));
+    }
+    Ok(case)
+}
+
+fn join_body(lines: &[&str]) -> String {
+    let mut s = lines.join("\n");
+    s.truncate(s.trim_end().len());
+    s
+}
+
+/// The file as it should be: the header, then the sections.
+fn write_case(header: &str, sections: &[(String, String)]) -> String {
+    let mut out = header.trim_end().to_string();
+    out.push('\n');
+    for (name, body) in sections {
+        let _ = writeln!(out, "--- {name}");
+        if !body.is_empty() {
+            out.push_str(body);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn has_index(m: &M) -> bool {
+    match m {
+        M::Index(_) => true,
+        M::Add(v) | M::Prod(v) | M::Had(v) | M::Call(_, v) => v.iter().any(has_index),
+        M::Div(a, b) => has_index(a) || has_index(b),
+        M::T(a) | M::Pow(a, _) => has_index(a),
+        _ => false,
+    }
+}
+
+/// `∂f/∂x`, `∂²f/∂x∂y`, or their LaTeX.
+fn label(d: &Derivative, style: &Style) -> String {
+    let n = d.wrt.len();
+    if style.flavour == Flavour::Latex {
+        let name = |w: &str| render::print::print(&M::Name(w.to_string()), style);
+        if n == 1 {
+            return format!("\\frac{{\\partial f}}{{\\partial {}}}", name(&d.wrt[0]));
+        }
+        let den: Vec<String> = d.wrt.iter().map(|w| format!("\\partial {}", name(w))).collect();
+        return format!("\\frac{{\\partial^{n} f}}{{{}}}", den.join(" "));
+    }
+    if n == 1 {
+        return format!("∂f/∂{}", d.wrt[0]);
+    }
+    let sup = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹']
+        .get(n)
+        .copied()
+        .unwrap_or('ⁿ');
+    let den: String = d.wrt.iter().map(|w| format!("∂{w}")).collect();
+    format!("∂{sup}f/{den}")
+}
+
+/// The text (or LaTeX) report of the derivatives in a form, like `matcalc derive`.
+fn report(p: &Problem, ds: &[Derivative], form: Form, style: &Style) -> String {
+    let g = &p.graph;
+    let reserved = p.reserved_names();
+    let (_, f) = render::recover(g, &[p.root], Form::Nested, None, &reserved).lines(style);
+    let ids: Vec<_> = ds.iter().map(|d| d.id).collect();
+    let (defs, results) = render::recover(g, &ids, form, Some(p.root), &reserved).lines(style);
+    let mut out = String::new();
+    if style.flavour == Flavour::Latex {
+        out.push_str("\\begin{aligned}\n");
+        let _ = writeln!(out, "f &= {} \\\\", f[0]);
+        for d in &defs {
+            let (l, r) = d.split_once(" = ").unwrap_or((d, ""));
+            let _ = writeln!(out, "{l} &= {r} \\\\");
+        }
+        for (k, (d, r)) in ds.iter().zip(&results).enumerate() {
+            let end = if k + 1 == ds.len() { "" } else { " \\\\" };
+            let _ = writeln!(out, "{} &= {r}{end}", label(d, style));
+        }
+        out.push_str("\\end{aligned}");
+        return out;
+    }
+    let _ = writeln!(out, "f = {}", f[0]);
+    if !p.assumed.is_empty() {
+        let _ = writeln!(out, "assumed (not declared): {}", p.assumed.join("; "));
+    }
+    if !defs.is_empty() {
+        out.push_str("where\n");
+        for d in &defs {
+            let _ = writeln!(out, "  {d}");
+        }
+    }
+    for (d, r) in ds.iter().zip(&results) {
+        let _ = writeln!(out, "{} = {r}", label(d, style));
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
+/// Whether braces and `\left`/`\right` pair up properly.
+fn latex_balanced(s: &str) -> Result<(), String> {
+    let mut stack: Vec<&str> = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let rest = &s[i..];
+        if rest.starts_with("\\{") || rest.starts_with("\\}") || rest.starts_with("\\\\") {
+            i += 2;
+        } else if rest.starts_with("\\left") && !rest[5..].starts_with(|c: char| c.is_alphabetic()) {
+            stack.push("\\left");
+            i += 5;
+        } else if rest.starts_with("\\right") && !rest[6..].starts_with(|c: char| c.is_alphabetic()) {
+            if stack.pop() != Some("\\left") {
+                return Err(format!("unmatched \\right at byte {i}"));
+            }
+            i += 6;
+        } else if b[i] == b'{' {
+            stack.push("{");
+            i += 1;
+        } else if b[i] == b'}' {
+            if stack.pop() != Some("{") {
+                return Err(format!("unmatched }} at byte {i}"));
+            }
+            i += 1;
+        } else {
+            i += rest.chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    match stack.last() {
+        None => Ok(()),
+        Some(open) => Err(format!("unclosed {open}")),
+    }
+}
+
+/// A line diff (longest common subsequence), `-` expected, `+` actual.
+fn diff(expected: &str, actual: &str) -> String {
+    let a: Vec<&str> = expected.lines().collect();
+    let b: Vec<&str> = actual.lines().collect();
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            let _ = writeln!(out, "      {}", a[i]);
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            let _ = writeln!(out, "    + {}", b[j]);
+            j += 1;
+        } else {
+            let _ = writeln!(out, "    - {}", a[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
+    let norm = |t: &Tensor| t.data().iter().map(|v| v * v).sum::<f64>().sqrt();
+    let d: f64 = a
+        .data()
+        .iter()
+        .zip(b.data())
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt();
+    d / norm(a).max(norm(b)).max(1e-12)
+}
+
+/// The numeric check configurations: (label, seed, trials, fixed dims).
+fn check_configs(p: &Problem, case: &Case) -> Vec<(String, u64, usize, Vec<(String, usize)>)> {
+    let all = |v: u64| -> Vec<(String, usize)> {
+        p.graph
+            .dims
+            .iter()
+            .map(|d| {
+                let v = match d.range {
+                    Some((lo, hi)) => v.clamp(lo, hi),
+                    None => v,
+                };
+                (d.name.clone(), v as usize)
+            })
+            .collect()
+    };
+    let mut out = vec![
+        ("dims=1".to_string(), 1, 1, all(1)),
+        ("dims=2".to_string(), 2, 1, all(2)),
+    ];
+    for seed in RANDOM_SEEDS {
+        out.push((
+            format!("random dims, seed {seed}"),
+            seed,
+            RANDOM_TRIALS,
+            case.dims.clone(),
+        ));
+    }
+    out
+}
+
+/// Evaluate the printed derivative `text` (reparsed) and the engine's node at
+/// the same random points.
+fn round_trip(p: &Problem, d: &Derivative, text: &str, decls: &str) -> Result<(), String> {
+    let q = Problem::new(text, decls).map_err(|e| format!("does not parse back: {e}"))?;
+    for seed in ROUND_TRIP_SEEDS {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut attempt = 0;
+        let (dims, vals, want) = loop {
+            let dims = sample_dims(&p.graph, &[], &mut rng);
+            let vals = sample_values(&p.graph, p.root, &dims, &mut rng);
+            match evaluate(&p.graph, &[d.id], p.root, &vals, &dims) {
+                Ok(mut e) => break (dims, vals, e.values.remove(0)),
+                Err(e) if e.kind == ErrorKind::Numeric && attempt < 20 => attempt += 1,
+                Err(e) => return Err(format!("the engine's derivative does not evaluate: {e}")),
+            }
+        };
+        // Variables by name: the reparsed problem numbers them differently.
+        let qvals: Vec<Option<Tensor>> = q
+            .graph
+            .vars
+            .iter()
+            .map(|v| p.graph.var_index(&v.name).and_then(|i| vals[i].clone()))
+            .collect();
+        let explicit: Vec<(String, usize)> = q
+            .graph
+            .dims
+            .iter()
+            .filter_map(|qd| {
+                let i = p.graph.dims.iter().position(|pd| pd.name == qd.name)?;
+                Some((qd.name.clone(), dims[i]?))
+            })
+            .collect();
+        let qdims =
+            bind_dims(&q.graph, &qvals, &explicit).map_err(|e| format!("reparsed: cannot bind dimensions: {e}"))?;
+        let got = evaluate(&q.graph, &[q.root], q.root, &qvals, &qdims)
+            .map_err(|e| format!("reparsed: does not evaluate: {e}"))?
+            .values
+            .remove(0);
+        if got.shape() != want.shape() {
+            return Err(format!(
+                "reparsed value has shape {:?}, the derivative {:?} (seed {seed})",
+                got.shape(),
+                want.shape()
+            ));
+        }
+        let err = rel_err(&want, &got);
+        if !(err <= ROUND_TRIP_TOLERANCE) {
+            return Err(format!(
+                "reparsed value differs: relative error {err:.2e} (seed {seed})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Run one case: its failures, and whether its file was rewritten.
+fn run_case(case: &Case, bless: bool) -> (Vec<String>, bool) {
+    let mut failures = Vec::new();
+    let decls = case.decls();
+    let base = match Problem::new(&case.expr, &decls) {
+        Ok(p) => p,
+        Err(e) => return (vec![format!("does not parse: {e}")], false),
+    };
+    let mut p = base.clone();
+    let ds = match p.derive(&case.wrt, case.order) {
+        Ok(ds) => ds,
+        Err(e) => return (vec![format!("derive failed: {e}")], false),
+    };
+
+    // Numbers.
+    for (what, seed, trials, dims) in check_configs(&base, case) {
+        let opts = CheckOptions {
+            seed,
+            trials,
+            dims,
+            order: case.order,
+            ..CheckOptions::default()
+        };
+        match check(&mut base.clone(), &case.wrt, &opts) {
+            Ok(r) if r.passed => {}
+            Ok(r) => {
+                let worst = r
+                    .lines
+                    .iter()
+                    .filter(|l| !(l.error <= r.tolerance))
+                    .map(|l| format!("{} trial {} [{}] {}: {:.2e}", l.what, l.trial, l.dims, l.kind, l.error))
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                failures.push(format!("numeric check FAILED ({what}): worst {:.2e}: {worst}", r.worst));
+            }
+            Err(e) => failures.push(format!("numeric check error ({what}): {e}")),
+        }
+    }
+
+    // Outputs.
+    let reserved = p.reserved_names();
+    let ids: Vec<_> = ds.iter().map(|d| d.id).collect();
+    let nested = render::recover(&p.graph, &ids, Form::Nested, Some(p.root), &reserved);
+    let (_, expr_lines) = nested.lines(&Style::EXPR);
+    let latex = report(&p, &ds, Form::Nested, &Style::LATEX);
+    let actual: Vec<(String, String)> = vec![
+        ("expr".into(), expr_lines.join("\n")),
+        ("text".into(), report(&p, &ds, Form::Nested, &Style::TEXT)),
+        ("latex".into(), latex.clone()),
+        ("cascade".into(), report(&p, &ds, Form::Cascade, &Style::TEXT)),
+        ("diag".into(), report(&p, &ds, Form::Diag, &Style::TEXT)),
+    ];
+    debug_assert_eq!(actual.len(), SECTIONS.len());
+
+    if let Err(e) = latex_balanced(&latex) {
+        failures.push(format!("LaTeX not balanced: {e}"));
+    }
+
+    // Round trip of the printed expressions.
+    let mut rt_decls = case.decls.clone();
+    rt_decls.extend(p.assumed.iter().cloned());
+    let rt_decls = rt_decls.join("; ");
+    for ((d, m), text) in ds.iter().zip(&nested.results).zip(&expr_lines) {
+        if has_index(m) {
+            if p.graph.order(d.id) <= 2 {
+                failures.push(format!(
+                    "{}: index notation for a derivative of order {} (a matrix form exists): {text}",
+                    label(d, &Style::TEXT),
+                    p.graph.order(d.id)
+                ));
+            }
+            continue;
+        }
+        if let Err(e) = round_trip(&p, d, text, &rt_decls) {
+            failures.push(format!("{}: round trip of `{text}`: {e}", label(d, &Style::TEXT)));
+        }
+    }
+
+    // Snapshots.
+    let mut rewritten = false;
+    let expected = write_case(&case.header, &case.sections);
+    let wanted = write_case(&case.header, &actual);
+    if expected != wanted {
+        if bless {
+            match std::fs::write(&case.path, &wanted) {
+                Ok(()) => rewritten = true,
+                Err(e) => failures.push(format!("cannot write: {e}")),
+            }
+        } else {
+            let mut msg = String::from("output differs from the file (MATCALC_BLESS=1 to accept):\n");
+            for (name, body) in &actual {
+                match case.sections.iter().find(|(n, _)| n == name) {
+                    Some((_, old)) if old == body => {}
+                    Some((_, old)) => {
+                        let _ = write!(msg, "  --- {name}\n{}", diff(old, body));
+                    }
+                    None => {
+                        let _ = write!(msg, "  --- {name} (missing)\n{}", diff("", body));
+                    }
+                }
+            }
+            for (name, _) in &case.sections {
+                if !SECTIONS.contains(&name.as_str()) {
+                    let _ = writeln!(msg, "  --- {name}: unknown section");
+                }
+            }
+            failures.push(msg.trim_end().to_string());
+        }
+    }
+    (failures, rewritten)
+}
+
+fn case_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/cases");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "mc"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn cases() {
+    let bless = std::env::var("MATCALC_BLESS").is_ok_and(|v| v == "1");
+    let files = case_files();
+    assert!(!files.is_empty(), "no case files in tests/cases");
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(String, Vec<String>, bool, Duration)>> = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism()
+        .map_or(4, |n| n.get())
+        .min(files.len());
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = files.get(i) else { break };
+                let t0 = Instant::now();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let outcome = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read: {e}"))
+                    .and_then(|text| parse_case(path, &text).map_err(|e| format!("bad case file: {e}")))
+                    .map(|case| {
+                        let case_name = case.name();
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(&case, bless)))
+                            .unwrap_or_else(|e| {
+                                let msg = e
+                                    .downcast_ref::<String>()
+                                    .cloned()
+                                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                                    .unwrap_or_default();
+                                (vec![format!("PANIC in {case_name}: {msg}")], false)
+                            })
+                    });
+                let (failures, rewritten) = outcome.unwrap_or_else(|e| (vec![e], false));
+                results.lock().unwrap().push((name, failures, rewritten, t0.elapsed()));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut slow: Vec<_> = results.iter().map(|r| (r.3, r.0.clone())).collect();
+    slow.sort_by(|a, b| b.cmp(a));
+    eprintln!(
+        "{} cases in {:.1?}; slowest: {}",
+        results.len(),
+        start.elapsed(),
+        slow.iter()
+            .take(5)
+            .map(|(t, n)| format!("{n} {t:.1?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let blessed: Vec<&str> = results.iter().filter(|r| r.2).map(|r| r.0.as_str()).collect();
+    if !blessed.is_empty() {
+        eprintln!("blessed {} file(s): {}", blessed.len(), blessed.join(", "));
+    }
+    let failed: Vec<_> = results.iter().filter(|r| !r.1.is_empty()).collect();
+    if !failed.is_empty() {
+        let mut msg = String::new();
+        for (name, fs, _, _) in &failed {
+            let _ = writeln!(msg, "\n== tests/cases/{name}");
+            for f in fs {
+                let _ = writeln!(msg, "  {f}");
+            }
+        }
+        panic!(
+            "{} of {} cases failed:{msg}\n{} of {} cases failed (see above)",
+            failed.len(),
+            results.len(),
+            failed.len(),
+            results.len()
+        );
+    }
+}
