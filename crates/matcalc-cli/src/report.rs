@@ -180,6 +180,42 @@ fn label(d: &Derivative, style: &Style) -> String {
     }
 }
 
+/// A tensor result `[i,j,k] = body` as `∂f[i]/∂W[j,k] = body`.
+fn tensor_line(p: &Problem, d: &Derivative, res: &str) -> Option<String> {
+    let (idx, body) = res.strip_prefix('[')?.split_once("] = ")?;
+    let names: Vec<&str> = idx.split(',').collect();
+    let g = &p.graph;
+    let mut orders = vec![g.order(p.root)];
+    orders.extend(d.wrt.iter().map(|w| g.vars[g.var_index(w).unwrap()].shape.len()));
+    if orders.iter().sum::<usize>() != names.len() {
+        return None;
+    }
+    let mut at = 0;
+    let mut part = |k: usize| {
+        let s = if k == 0 {
+            String::new()
+        } else {
+            format!("[{}]", names[at..at + k].join(","))
+        };
+        at += k;
+        s
+    };
+    let f = format!("f{}", part(orders[0]));
+    let den: String = d
+        .wrt
+        .iter()
+        .zip(&orders[1..])
+        .map(|(w, &k)| format!("∂{w}{}", part(k)))
+        .collect();
+    let n = d.wrt.len();
+    let num = if n == 1 {
+        format!("∂{f}")
+    } else {
+        format!("∂^{n} {f}")
+    };
+    Some(format!("{num}/{den} = {body}"))
+}
+
 /// `derive` output in text or LaTeX.
 pub fn derive_text(p: &Problem, ds: &[Derivative], form: Form, style: &Style, reserved: &[String]) -> String {
     let g = &p.graph;
@@ -215,7 +251,10 @@ pub fn derive_text(p: &Problem, ds: &[Derivative], form: Form, style: &Style, re
         }
     }
     for (d, res) in ds.iter().zip(&results) {
-        out.push_str(&format!("{} = {res}\n", label(d, style)));
+        match tensor_line(p, d, res) {
+            Some(line) => out.push_str(&format!("{line}\n")),
+            None => out.push_str(&format!("{} = {res}\n", label(d, style))),
+        }
         out.push_str(&format!("  [{}]\n", layout(p, d).1));
     }
     out

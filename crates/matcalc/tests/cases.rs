@@ -24,9 +24,12 @@
 //!   ([`matcalc::eval::check::check`]) with every symbolic dimension 1, then 2
 //!   (clamped into declared ranges), then at random sizes (the `dims:` values
 //!   pinned) for several seeds;
-//! * parses the printed `expr` line back with the same declarations and checks
-//!   that it evaluates to the engine's derivative (relative error 1e-9);
-//! * checks that the LaTeX is balanced (braces, `\left`/`\right`);
+//! * parses the printed `expr` line back with the same declarations (plus the
+//!   assumed ones) and checks that it evaluates to the engine's derivative
+//!   (relative error 1e-9); the same for the function as printed (`f = …`);
+//!   a derivative of order ≤ 2 printed in index notation is a failure;
+//! * checks that the LaTeX is well formed: braces and `\left`/`\right`
+//!   balanced, no double superscripts or subscripts (`X^{-1}^\top`);
 //! * compares the sections with the file. With `MATCALC_BLESS=1` it rewrites
 //!   them instead (the header is kept verbatim).
 //!
@@ -35,6 +38,7 @@
 use matcalc::eval::check::{check, sample_dims, sample_values, CheckOptions};
 use matcalc::eval::interp::{bind_dims, evaluate};
 use matcalc::eval::Tensor;
+use matcalc::ir::{Dim, Id};
 use matcalc::render::mexpr::M;
 use matcalc::render::print::{Flavour, Style};
 use matcalc::render::{self, Form};
@@ -273,10 +277,77 @@ fn latex_balanced(s: &str) -> Result<(), String> {
             i += rest.chars().next().map_or(1, char::len_utf8);
         }
     }
-    match stack.last() {
-        None => Ok(()),
-        Some(open) => Err(format!("unclosed {open}")),
+    if let Some(open) = stack.last() {
+        return Err(format!("unclosed {open}"));
     }
+    double_script(s)
+}
+
+/// A superscript (or subscript) directly followed by another one, like
+/// `X^{-1}^\top`: KaTeX rejects it ("Double superscript").
+fn double_script(s: &str) -> Result<(), String> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            // Skip a control sequence, so `\^` or `\_` is not a script.
+            i += 2;
+            while i < b.len() && b[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            continue;
+        }
+        if b[i] != b'^' && b[i] != b'_' {
+            i += 1;
+            continue;
+        }
+        let op = b[i];
+        let at = i;
+        i += 1;
+        while i < b.len() && b[i] == b' ' {
+            i += 1;
+        }
+        // The script's argument: a group, a control sequence or one character.
+        if i < b.len() && b[i] == b'{' {
+            let mut depth = 0;
+            while i < b.len() {
+                match b[i] {
+                    b'\\' => i += 1,
+                    b'{' => depth += 1,
+                    b'}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            i += 1;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        } else if i < b.len() && b[i] == b'\\' {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+        } else {
+            i += s[i..].chars().next().map_or(1, char::len_utf8);
+        }
+        let mut j = i;
+        while j < b.len() && b[j] == b' ' {
+            j += 1;
+        }
+        if j < b.len() && b[j] == op {
+            let what = if op == b'^' { "superscript" } else { "subscript" };
+            let end = (j + 1).min(s.len());
+            let mut start = at.saturating_sub(12);
+            while !s.is_char_boundary(start) {
+                start -= 1;
+            }
+            return Err(format!("double {what} at byte {at}: `{}`", &s[start..end]));
+        }
+    }
+    Ok(())
 }
 
 /// A line diff (longest common subsequence), `-` expected, `+` actual.
@@ -299,12 +370,12 @@ fn diff(expected: &str, actual: &str) -> String {
             let _ = writeln!(out, "      {}", a[i]);
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            let _ = writeln!(out, "    + {}", b[j]);
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
             let _ = writeln!(out, "    - {}", a[i]);
             i += 1;
+        } else {
+            let _ = writeln!(out, "    + {}", b[j]);
+            j += 1;
         }
     }
     out
@@ -352,9 +423,9 @@ fn check_configs(p: &Problem, case: &Case) -> Vec<(String, u64, usize, Vec<(Stri
     out
 }
 
-/// Evaluate the printed derivative `text` (reparsed) and the engine's node at
-/// the same random points.
-fn round_trip(p: &Problem, d: &Derivative, text: &str, decls: &str) -> Result<(), String> {
+/// Evaluate the printed expression `text` (reparsed) and the engine's node `id`
+/// at the same random points.
+fn round_trip(p: &Problem, id: Id, text: &str, decls: &str) -> Result<(), String> {
     let q = Problem::new(text, decls).map_err(|e| format!("does not parse back: {e}"))?;
     for seed in ROUND_TRIP_SEEDS {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -362,10 +433,10 @@ fn round_trip(p: &Problem, d: &Derivative, text: &str, decls: &str) -> Result<()
         let (dims, vals, want) = loop {
             let dims = sample_dims(&p.graph, &[], &mut rng);
             let vals = sample_values(&p.graph, p.root, &dims, &mut rng);
-            match evaluate(&p.graph, &[d.id], p.root, &vals, &dims) {
+            match evaluate(&p.graph, &[id], p.root, &vals, &dims) {
                 Ok(mut e) => break (dims, vals, e.values.remove(0)),
                 Err(e) if e.kind == ErrorKind::Numeric && attempt < 20 => attempt += 1,
-                Err(e) => return Err(format!("the engine's derivative does not evaluate: {e}")),
+                Err(e) => return Err(format!("the engine's node does not evaluate: {e}")),
             }
         };
         // Variables by name: the reparsed problem numbers them differently.
@@ -384,15 +455,22 @@ fn round_trip(p: &Problem, d: &Derivative, text: &str, decls: &str) -> Result<()
                 Some((qd.name.clone(), dims[i]?))
             })
             .collect();
-        let qdims =
+        let mut qdims =
             bind_dims(&q.graph, &qvals, &explicit).map_err(|e| format!("reparsed: cannot bind dimensions: {e}"))?;
+        // A printed `vector(1)` or `matrix(2)` alone has no size of its own: it
+        // takes it from where it stands, here the derivative's shape.
+        for (&d, &n) in q.graph.shape(q.root).iter().zip(want.shape()) {
+            if let Dim::Sym(s) = d {
+                qdims[s as usize].get_or_insert(n);
+            }
+        }
         let got = evaluate(&q.graph, &[q.root], q.root, &qvals, &qdims)
             .map_err(|e| format!("reparsed: does not evaluate: {e}"))?
             .values
             .remove(0);
         if got.shape() != want.shape() {
             return Err(format!(
-                "reparsed value has shape {:?}, the derivative {:?} (seed {seed})",
+                "reparsed value has shape {:?}, the engine's node {:?} (seed {seed})",
                 got.shape(),
                 want.shape()
             ));
@@ -431,6 +509,7 @@ fn run_case(case: &Case, bless: bool) -> (Vec<String>, bool) {
             ..CheckOptions::default()
         };
         match check(&mut base.clone(), &case.wrt, &opts) {
+            Ok(r) if r.lines.is_empty() => failures.push(format!("numeric check ({what}): no comparisons made")),
             Ok(r) if r.passed => {}
             Ok(r) => {
                 let worst = r
@@ -463,13 +542,21 @@ fn run_case(case: &Case, bless: bool) -> (Vec<String>, bool) {
     debug_assert_eq!(actual.len(), SECTIONS.len());
 
     if let Err(e) = latex_balanced(&latex) {
-        failures.push(format!("LaTeX not balanced: {e}"));
+        failures.push(format!("LaTeX malformed: {e}"));
     }
 
     // Round trip of the printed expressions.
     let mut rt_decls = case.decls.clone();
     rt_decls.extend(p.assumed.iter().cloned());
     let rt_decls = rt_decls.join("; ");
+    // The function as printed (`f = …` in every section) must mean the input.
+    let f = render::recover(&p.graph, &[p.root], Form::Nested, None, &reserved);
+    let (_, f_expr) = f.lines(&Style::EXPR);
+    if !has_index(&f.results[0]) {
+        if let Err(e) = round_trip(&p, p.root, &f_expr[0], &rt_decls) {
+            failures.push(format!("f: round trip of `{}`: {e}", f_expr[0]));
+        }
+    }
     for ((d, m), text) in ds.iter().zip(&nested.results).zip(&expr_lines) {
         if has_index(m) {
             if p.graph.order(d.id) <= 2 {
@@ -481,7 +568,7 @@ fn run_case(case: &Case, bless: bool) -> (Vec<String>, bool) {
             }
             continue;
         }
-        if let Err(e) = round_trip(&p, d, text, &rt_decls) {
+        if let Err(e) = round_trip(&p, d.id, text, &rt_decls) {
             failures.push(format!("{}: round trip of `{text}`: {e}", label(d, &Style::TEXT)));
         }
     }
@@ -607,4 +694,32 @@ fn cases() {
             results.len()
         );
     }
+}
+
+#[test]
+fn latex_checks() {
+    assert!(latex_balanced("\\frac{a}{b} \\left(x\\right)^{2}").is_ok());
+    assert!(latex_balanced("W_{1}^\\top x^{2} \\{a\\}").is_ok());
+    assert!(latex_balanced("\\left(x").is_err());
+    assert!(latex_balanced("{x}}").is_err());
+    assert!(latex_balanced("\\left({x\\right)}").is_err());
+    assert!(latex_balanced("X^{-1}^\\top").is_err());
+    assert!(latex_balanced("x_1_2").is_err());
+}
+
+#[test]
+fn case_file_round_trip() {
+    let text = "# note\nexpr: x'*x\ndecl: x: vector(n)\nwrt: x, y\nwrt: z\norder: 2\ndims: n=3 m=4\n--- expr\n2*x\n\n--- text\na\nb\n";
+    let c = parse_case(Path::new("t.mc"), text).unwrap();
+    assert_eq!(c.expr, "x'*x");
+    assert_eq!(c.wrt, ["x", "y", "z"]);
+    assert_eq!(c.order, 2);
+    assert_eq!(c.dims, [("n".to_string(), 3), ("m".to_string(), 4)]);
+    assert_eq!(c.sections[0], ("expr".to_string(), "2*x".to_string()));
+    assert_eq!(c.sections[1], ("text".to_string(), "a\nb".to_string()));
+    let written = write_case(&c.header, &c.sections);
+    assert_eq!(written, text.replace("2*x\n\n", "2*x\n"));
+    assert!(parse_case(Path::new("t.mc"), "expr: x\n").is_err());
+    assert!(parse_case(Path::new("t.mc"), "expr: x\nwrt: x\nbogus: 1\n").is_err());
+    assert_eq!(diff("a\nb\nc", "a\nB\nc"), "      a\n    - b\n    + B\n      c\n");
 }

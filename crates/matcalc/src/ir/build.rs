@@ -387,13 +387,30 @@ impl Graph {
         let Node::Mul(x, y, t1, t2, t3) = self.node(a).clone() else {
             return None;
         };
-        let (d, v, td, tv) = if matches!(self.node(x), Node::Delta(_)) {
-            (x, y, t1, t2)
-        } else if matches!(self.node(y), Node::Delta(_)) {
-            (y, x, t2, t1)
-        } else {
-            return None;
-        };
+        // Either inner operand may be the delta (both, for δ⊗δ).
+        for (d, v, td, tv) in [(x, y, t1, t2), (y, x, t2, t1)] {
+            if matches!(self.node(d), Node::Delta(_)) {
+                if let Some(r) = self.reassociate_delta_with(d, v, td, tv, t3, b, s1, s2, s3) {
+                    return Some(r);
+                }
+            }
+        }
+        None
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reassociate_delta_with(
+        &mut self,
+        d: Id,
+        v: Id,
+        td: Labels,
+        tv: Labels,
+        t3: Labels,
+        b: Id,
+        s1: Labels,
+        s2: Labels,
+        s3: Labels,
+    ) -> Option<Id> {
         // Put the inner product's labels into the outer namespace: t3[k] ↦ s1[k];
         // inner-only (contracted) labels get fresh ones.
         let mut fresh = s1.iter().chain(s2.iter()).chain(s3.iter()).copied().max().unwrap_or(0) + 1;

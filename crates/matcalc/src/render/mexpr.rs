@@ -527,58 +527,126 @@ impl<'g> Recover<'g> {
         }
     }
 
-    /// Index notation for a node: `δᵢⱼ xₖ`-style, with the node's own indices.
+    /// Index notation for a node: `[i,j,k] = δ[i,j] x[k]`, products of tensors
+    /// flattened into one sum of products with named indices.
     pub fn index_notation(&mut self, id: Id) -> String {
-        let g = self.g;
-        let letters = ['i', 'j', 'k', 'l', 'm', 'n', 'p', 'q', 'r', 's', 't', 'u', 'v', 'w'];
-        let name = |l: u8| letters.get(l as usize).copied().unwrap_or('z').to_string();
-        let idx = |ls: &[u8]| ls.iter().map(|&l| name(l)).collect::<Vec<_>>().join(",");
-        match g.node(id).clone() {
-            Node::Mul(a, b, s1, s2, s3) => {
-                let sum: Vec<u8> = s1
-                    .iter()
-                    .chain(s2.iter())
-                    .copied()
-                    .filter(|l| !s3.has(*l))
-                    .collect::<Vec<_>>();
-                let mut sum_u = Vec::new();
-                for l in sum {
-                    if !sum_u.contains(&l) {
-                        sum_u.push(l);
-                    }
-                }
-                let fa = self.operand_text(a);
-                let fb = self.operand_text(b);
-                let s = if sum_u.is_empty() {
-                    String::new()
-                } else {
-                    format!("Σ_{} ", idx(&sum_u))
-                };
-                format!("[{s}{fa}[{}]·{fb}[{}]]_{{{}}}", idx(&s1), idx(&s2), idx(&s3))
-            }
-            Node::Reindex(a, ia, out) => {
-                let fa = self.operand_text(a);
-                format!("[{fa}[{}]]_{{{}}}", idx(&ia), idx(&out))
-            }
-            _ => {
-                let m = self.convert_def(id);
-                format!("{m:?}")
-            }
-        }
+        let names: Vec<String> = (0..self.g.order(id)).map(index_name).collect();
+        let mut next = names.len();
+        let body = self.einsum_text(id, &names, &mut next);
+        format!("[{}] = {body}", names.join(","))
     }
 
-    fn operand_text(&mut self, x: Id) -> String {
-        if let Node::Delta(_) = self.g.node(x) {
-            return "δ".to_string();
-        }
-        let m = self.convert(x);
-        let s = super::print::print(&m, &super::print::Style::TEXT);
-        if matches!(m, M::Name(_) | M::Call(..)) {
-            s
-        } else {
-            format!("({s})")
+    /// The entry of node `id` at indices `names`, as text; `next` numbers fresh
+    /// summation indices.
+    fn einsum_text(&mut self, id: Id, names: &[String], next: &mut usize) -> String {
+        let g = self.g;
+        let fresh = |next: &mut usize| {
+            *next += 1;
+            index_name(*next - 1)
+        };
+        let node = g.node(id).clone();
+        match node {
+            Node::Delta(_) => format!("δ[{}]", names.join(",")),
+            Node::Mul(a, b, s1, s2, s3) => {
+                if let (Some(c), true) = (g.const_value(a), s1.is_empty()) {
+                    let inner = self.einsum_text(b, &relabel(&s2, &s3, names, &mut Vec::new()), next);
+                    return match c {
+                        -1.0 => format!("−{inner}"),
+                        _ => format!("{}·{inner}", super::print::number(c)),
+                    };
+                }
+                let mut extra: Vec<(u8, String)> = Vec::new();
+                for &l in s1.iter().chain(s2.iter()) {
+                    if !s3.has(l) && !extra.iter().any(|e| e.0 == l) {
+                        extra.push((l, fresh(next)));
+                    }
+                }
+                let na = relabel(&s1, &s3, names, &mut extra);
+                let nb = relabel(&s2, &s3, names, &mut extra);
+                let ta = self.einsum_text(a, &na, next);
+                let tb = self.einsum_text(b, &nb, next);
+                let sum = if extra.is_empty() {
+                    String::new()
+                } else {
+                    format!("Σ_{} ", extra.iter().map(|e| e.1.clone()).collect::<Vec<_>>().join(","))
+                };
+                format!("{sum}{ta} {tb}")
+            }
+            Node::Reindex(a, ia, out) => {
+                let mut extra: Vec<(u8, String)> = Vec::new();
+                for &l in ia.iter() {
+                    if !out.has(l) {
+                        extra.push((l, fresh(next)));
+                    }
+                }
+                let na = relabel(&ia, &out, names, &mut extra);
+                let ta = self.einsum_text(a, &na, next);
+                if extra.is_empty() {
+                    ta
+                } else {
+                    format!(
+                        "Σ_{} {ta}",
+                        extra.iter().map(|e| e.1.clone()).collect::<Vec<_>>().join(",")
+                    )
+                }
+            }
+            Node::Add(ts) => {
+                let parts: Vec<String> = ts.iter().map(|&t| self.einsum_text(t, names, next)).collect();
+                format!("({})", parts.join(" + "))
+            }
+            _ if g.order(id) > 2 => {
+                // An elementwise function of a tensor.
+                match node {
+                    Node::Map(f, a) => format!("{}({})", f.name(), self.einsum_text(a, names, next)),
+                    Node::Pow(a, p) => format!(
+                        "({})^{}",
+                        self.einsum_text(a, names, next),
+                        super::print::number(p.get())
+                    ),
+                    _ => format!("{node:?}"),
+                }
+            }
+            _ => {
+                let m = self.convert(id);
+                let t = super::print::print(&m, &super::print::Style::TEXT);
+                let t = if matches!(m, M::Name(_) | M::Call(..) | M::Eye(_)) {
+                    t
+                } else {
+                    format!("({t})")
+                };
+                if names.is_empty() {
+                    t
+                } else {
+                    format!("{t}[{}]", names.join(","))
+                }
+            }
         }
     }
+}
+
+/// Index names: i, j, k, l, m, … then i1, j1, ….
+fn index_name(k: usize) -> String {
+    const L: [&str; 12] = ["i", "j", "k", "l", "m", "n", "p", "q", "r", "s", "t", "u"];
+    if k < L.len() {
+        L[k].to_string()
+    } else {
+        format!("{}{}", L[k % L.len()], k / L.len())
+    }
+}
+
+/// Names for an operand's labels: output labels take the caller's names, the
+/// others the fresh summation names in `extra`.
+fn relabel(ls: &[u8], out: &[u8], names: &[String], extra: &mut Vec<(u8, String)>) -> Vec<String> {
+    ls.iter()
+        .map(|l| match out.iter().position(|o| o == l) {
+            Some(p) => names[p].clone(),
+            None => extra
+                .iter()
+                .find(|e| e.0 == *l)
+                .map(|e| e.1.clone())
+                .unwrap_or_else(|| "?".to_string()),
+        })
+        .collect()
 }
 
 fn is_negative(m: &M) -> bool {

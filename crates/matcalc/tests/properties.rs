@@ -1,0 +1,1232 @@
+//! Property tests over random well-typed expressions (issue 3, item 4).
+//!
+//! A `prop_recursive` strategy draws an untyped *shape tree* (a choice number
+//! per node and up to three children); [`gen::build`] decodes it against a
+//! requested type (scalar, column/row vector of length n or m, n×n, n×m, m×n,
+//! m×m matrix), so every decoded expression is well typed and its arguments
+//! respect the domains of log, sqrt, negative powers, asin/acos, inv, det and
+//! logdet. Shrinking the tree shrinks the expression.
+//!
+//! For each case:
+//! (a) derivatives (gradient, Jacobian, and for a fraction of scalar cases the
+//!     Hessian) pass `matcalc::eval::check::check` at two (n, m) settings drawn
+//!     from {1, 2, 3}²;
+//! (b) the derivative printed in the input language parses back and evaluates
+//!     to the same numbers as the derivative node;
+//! (c) the lowered (simplified) function evaluates to the same numbers as a
+//!     naive reference evaluator ([`oracle`]) walking the syntax tree.
+//!
+//! Cases per run: 2 000 by default (two tests, scalar and non-scalar), or
+//! `MATCALC_PROPTEST_CASES` in total. Failure persistence is off: every failure
+//! found becomes a named test in `tests/regressions.rs`, which includes this
+//! file as a module to reuse the harness.
+
+#![allow(dead_code)]
+
+use matcalc::eval::check::{check, sample_dims, sample_values, CheckOptions};
+use matcalc::eval::interp::{bind_dims, evaluate};
+use matcalc::eval::Tensor;
+use matcalc::render::{self, print::Style, Form};
+use matcalc::Problem;
+use proptest::prelude::*;
+use proptest::test_runner::{TestCaseError, TestRunner};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// The declarations every generated expression is typed against.
+pub const DECLS: &str = "x: vector(n); y: vector(n); z: vector(m); a: scalar; b: scalar; \
+     A: matrix(n, n); B: matrix(n, m); C: matrix(m, n); S: symmetric(n)";
+
+/// Functions whose derivative jumps (or whose value has a kink): a finite
+/// difference that straddles the kink is wrong, not the derivative.
+const KINKS: [&str; 7] = ["abs(", "sign(", "relu(", "step(", "norm1(", "norm2(", "norm("];
+
+pub mod gen {
+    //! Type-directed decoding of random shape trees into expressions.
+    use proptest::prelude::*;
+
+    /// A dimension symbol.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum D {
+        /// `n`
+        N,
+        /// `m`
+        M,
+    }
+
+    impl D {
+        /// The declared name.
+        pub fn name(self) -> &'static str {
+            match self {
+                D::N => "n",
+                D::M => "m",
+            }
+        }
+    }
+
+    /// The type of an expression.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Ty {
+        /// A scalar.
+        S,
+        /// A column vector.
+        Col(D),
+        /// A row vector.
+        Row(D),
+        /// A matrix (rows, columns).
+        Mat(D, D),
+    }
+
+    use Ty::*;
+    use D::*;
+
+    /// All types, for "any argument" positions.
+    pub const ALL: [Ty; 9] = [
+        S,
+        Col(N),
+        Col(M),
+        Row(N),
+        Row(M),
+        Mat(N, N),
+        Mat(N, M),
+        Mat(M, N),
+        Mat(M, M),
+    ];
+
+    /// An untyped shape: one choice number per node and its children.
+    #[derive(Clone, Debug)]
+    pub struct Tree {
+        /// Selects the production (and sub-choices) when decoded.
+        pub pick: u32,
+        /// Sub-trees; productions needing more operands reuse them cyclically.
+        pub kids: Vec<Tree>,
+    }
+
+    /// Random shape trees: depth ≤ 4 below the root, about 24 nodes at most.
+    pub fn tree() -> impl Strategy<Value = Tree> {
+        let leaf = any::<u32>().prop_map(|pick| Tree { pick, kids: vec![] });
+        leaf.prop_recursive(4, 24, 3, |inner| {
+            (any::<u32>(), prop::collection::vec(inner, 1..=3)).prop_map(|(pick, kids)| Tree { pick, kids })
+        })
+    }
+
+    /// A stream of small choices read off one number (zero means "first").
+    struct Pick(u32);
+
+    impl Pick {
+        fn take(&mut self, n: u32) -> u32 {
+            let r = self.0 % n;
+            self.0 /= n;
+            r
+        }
+        fn one<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+            xs[self.take(xs.len() as u32) as usize]
+        }
+        fn dim(&mut self) -> D {
+            if self.take(2) == 0 {
+                N
+            } else {
+                M
+            }
+        }
+        fn ty(&mut self) -> Ty {
+            ALL[self.take(ALL.len() as u32) as usize]
+        }
+    }
+
+    /// Decode a tree as an expression of type `ty`. Every result is atomic (a
+    /// name, a number, a call or a transpose of one) or parenthesized.
+    pub fn build(t: &Tree, ty: Ty) -> String {
+        let mut p = Pick(t.pick);
+        if t.kids.is_empty() {
+            return leaf(ty, &mut p);
+        }
+        match ty {
+            S => scalar(t, &mut p),
+            Col(d) => column(t, d, &mut p),
+            Row(d) => row(t, d, &mut p),
+            Mat(r, c) => matrix(t, r, c, &mut p),
+        }
+    }
+
+    fn kid(t: &Tree, i: usize, ty: Ty) -> String {
+        build(&t.kids[i % t.kids.len()], ty)
+    }
+
+    fn leaf(ty: Ty, p: &mut Pick) -> String {
+        match ty {
+            S => p.one(&["a", "b", "a", "b", "2", "0.5", "(-1.5)", "(x'*y)", "(z'*z)"]),
+            Col(N) => p.one(&["x", "y"]),
+            Col(M) => "z",
+            Row(N) => p.one(&["x'", "y'"]),
+            Row(M) => "z'",
+            Mat(N, N) => p.one(&["A", "S", "A", "S", "eye(n)"]),
+            Mat(N, M) => "B",
+            Mat(M, N) => "C",
+            Mat(M, M) => p.one(&["(C*B)", "(z*z')", "eye(m)"]),
+        }
+        .to_string()
+    }
+
+    /// A squashing wrapper: values in [-π/2, π/2] whatever the argument.
+    fn squash(e: &str, p: &mut Pick) -> String {
+        let f = p.one(&["tanh", "sin", "cos", "sigmoid", "atan"]);
+        format!("{f}({e})")
+    }
+
+    /// A positive wrapper, bounded away from zero for arguments of moderate size.
+    fn pos(e: &str, p: &mut Pick) -> String {
+        match p.take(5) {
+            0 => format!("exp(tanh({e}))"),
+            1 => format!("(1 + {e} .^ 2)"),
+            2 => format!("sigmoid({e})"),
+            3 => format!("softplus({e})"),
+            _ => format!("(2 + sin({e}))"),
+        }
+    }
+
+    /// An elementwise function of the language applied to `e`, respecting its domain.
+    fn func(e: &str, p: &mut Pick) -> String {
+        match p.take(17) {
+            0 => format!("sin({e})"),
+            1 => format!("cos({e})"),
+            2 => format!("tan({})", p.one(&["tanh", "sin", "cos"]).to_string() + "(" + e + ")"),
+            3 => format!("asin(0.5*tanh({e}))"),
+            4 => format!("acos(0.5*tanh({e}))"),
+            5 => format!("atan({e})"),
+            6 => format!("exp({})", squash(e, p)),
+            7 => format!("log({})", pos(e, p)),
+            8 => format!("sqrt({})", pos(e, p)),
+            9 => format!("abs({e})"),
+            10 => format!("sign({e})"),
+            11 => format!("tanh({e})"),
+            12 => format!("sigmoid({e})"),
+            13 => format!("softplus({e})"),
+            14 => format!("relu({e})"),
+            15 => format!("ln({})", pos(e, p)),
+            _ => format!("step({e})"),
+        }
+    }
+
+    /// Elementwise powers (`.^`, or `^` when `caret`) that keep values finite.
+    fn epow(e: &str, other: &str, op: &str, p: &mut Pick) -> String {
+        match p.take(7) {
+            0 => format!("({e} {op} 2)"),
+            1 => format!("({e} {op} 3)"),
+            2 => format!("({} {op} 0.5)", pos(e, p)),
+            3 => format!("({} {op} -1)", pos(e, p)),
+            4 => format!("({} {op} -0.5)", pos(e, p)),
+            5 => format!("({} {op} 1.5)", pos(e, p)),
+            _ => format!("({} {op} {})", pos(e, p), squash(other, p)),
+        }
+    }
+
+    /// A well-conditioned d×d matrix with positive determinant built from `t`'s kids.
+    fn invertible(t: &Tree, d: D, p: &mut Pick) -> String {
+        let dn = d.name();
+        match p.take(3) {
+            0 => format!("(eye({dn}) + 0.1*tanh({}))", kid(t, 0, Mat(d, d))),
+            _ => {
+                let k = p.dim();
+                let m = kid(t, 0, Mat(d, k));
+                format!("({m}*{m}' + eye({dn}))")
+            }
+        }
+    }
+
+    fn scalar(t: &Tree, p: &mut Pick) -> String {
+        let e = |i: usize| kid(t, i, S);
+        match p.take(14) {
+            0 => format!("({} + {})", e(0), e(1)),
+            1 => format!("({} - {})", e(0), e(1)),
+            2 => format!("({} * {})", e(0), e(1)),
+            3 => format!("({} / {})", e(0), pos(&e(1), p)),
+            4 => format!("(-{})", e(0)),
+            5 => {
+                let op = p.one(&["^", ".^"]);
+                epow(&e(0), &e(1), op, p)
+            }
+            6 => func(&e(0), p),
+            7 => {
+                let ty = p.ty();
+                let f = p.one(&["sum", "norm1", "norm2", "logsumexp", "norm"]);
+                format!("{f}({})", kid(t, 0, ty))
+            }
+            8 => {
+                let d = p.dim();
+                let f = p.one(&["tr", "trace"]);
+                format!("{f}({})", kid(t, 0, Mat(d, d)))
+            }
+            9 => {
+                let d = p.dim();
+                let f = p.one(&["det", "logdet"]);
+                format!("{f}({})", invertible(t, d, p))
+            }
+            10 => {
+                let (d, k) = (p.dim(), p.dim());
+                match p.take(5) {
+                    0 => format!("({}' * {})", kid(t, 0, Col(d)), kid(t, 1, Col(d))),
+                    1 => format!("({} * {})", kid(t, 0, Row(d)), kid(t, 1, Col(d))),
+                    2 => format!(
+                        "({}' * {} * {})",
+                        kid(t, 0, Col(d)),
+                        kid(t, 1, Mat(d, k)),
+                        kid(t, 2, Col(k))
+                    ),
+                    3 => format!(
+                        "({} * ({} * {}))",
+                        kid(t, 0, Row(d)),
+                        kid(t, 1, Mat(d, k)),
+                        kid(t, 2, Col(k))
+                    ),
+                    _ => format!("sum({} .* {})", kid(t, 0, Col(d)), kid(t, 1, Col(d))),
+                }
+            }
+            11 => match p.take(3) {
+                0 => format!("({} .* {})", e(0), e(1)),
+                1 => format!("({} ./ {})", e(0), pos(&e(1), p)),
+                _ => format!("({} ^ {})", pos(&e(0), p), squash(&e(1), p)),
+            },
+            12 => {
+                let f = p.one(&["diag", "softmax", "sum", "logsumexp", "norm2", "norm1"]);
+                match p.take(2) {
+                    0 => format!("{}'", e(0)),
+                    _ => format!("{f}({})", e(0)),
+                }
+            }
+            _ => {
+                // A scalar reached through a vector: sum of a function of a product.
+                let (d, k) = (p.dim(), p.dim());
+                let v = format!("({} * {})", kid(t, 0, Mat(d, k)), kid(t, 1, Col(k)));
+                let f = p.one(&["sum", "logsumexp", "norm2"]);
+                format!("{f}({})", func(&v, p))
+            }
+        }
+    }
+
+    fn column(t: &Tree, d: D, p: &mut Pick) -> String {
+        let e = |i: usize| kid(t, i, Col(d));
+        let s = |i: usize| kid(t, i, S);
+        match p.take(13) {
+            0 => format!("({} + {})", e(0), e(1)),
+            1 => format!("({} - {})", e(0), e(1)),
+            2 => match p.take(3) {
+                0 => format!("({} * {})", s(1), e(0)),
+                1 => format!("({} * {})", e(0), s(1)),
+                _ => format!("({} / {})", e(0), pos(&s(1), p)),
+            },
+            3 => match p.take(2) {
+                0 => format!("({} .* {})", e(0), e(1)),
+                _ => format!("({} ./ {})", e(0), pos(&e(1), p)),
+            },
+            4 => format!("(-{})", e(0)),
+            5 => match p.take(4) {
+                0 => format!("({} .^ {})", pos(&s(1), p), squash(&e(0), p)),
+                _ => epow(&e(0), &s(1), ".^", p),
+            },
+            6 => func(&e(0), p),
+            7 => {
+                let k = p.dim();
+                format!("({} * {})", kid(t, 0, Mat(d, k)), kid(t, 1, Col(k)))
+            }
+            8 => {
+                let r = kid(t, 0, Row(d));
+                format!("{r}'")
+            }
+            9 => match p.take(3) {
+                0 => format!("diag({})", kid(t, 0, Mat(d, d))),
+                1 => format!("softmax({})", e(0)),
+                _ => format!("diag(diag({}))", e(0)),
+            },
+            10 => match p.take(5) {
+                0 => format!("({} + {})", e(0), s(1)),
+                1 => format!("({} - {})", s(1), e(0)),
+                2 => format!("({} + vector({}))", e(0), s(1)),
+                3 => format!("(vector({}) .* {})", s(1), e(0)),
+                _ => {
+                    let k = p.dim();
+                    format!("({} * vector({}))", kid(t, 0, Mat(d, k)), s(1))
+                }
+            },
+            11 => match p.take(2) {
+                0 => format!("(inv({}) * {})", invertible(t, d, p), e(1)),
+                _ => format!("({} ^ -1 * {})", invertible(t, d, p), e(1)),
+            },
+            _ => {
+                let k = p.dim();
+                format!("(({} * {}') * {})", e(0), kid(t, 1, Col(k)), kid(t, 2, Col(k)))
+            }
+        }
+    }
+
+    fn row(t: &Tree, d: D, p: &mut Pick) -> String {
+        let e = |i: usize| kid(t, i, Row(d));
+        match p.take(8) {
+            0 => format!("{}'", kid(t, 0, Col(d))),
+            1 => {
+                let k = p.dim();
+                format!("({} * {})", kid(t, 0, Row(k)), kid(t, 1, Mat(k, d)))
+            }
+            2 => format!("({} + {})", e(0), e(1)),
+            3 => format!("({} - {})", e(0), e(1)),
+            4 => format!("({} .* {})", e(0), e(1)),
+            5 => match p.take(2) {
+                0 => format!("({} * {})", kid(t, 1, S), e(0)),
+                _ => format!("(-{})", e(0)),
+            },
+            6 => func(&e(0), p),
+            _ => match p.take(2) {
+                0 => format!("softmax({})", e(0)),
+                _ => epow(&e(0), &kid(t, 1, S), ".^", p),
+            },
+        }
+    }
+
+    fn matrix(t: &Tree, r: D, c: D, p: &mut Pick) -> String {
+        let e = |i: usize| kid(t, i, Mat(r, c));
+        let s = |i: usize| kid(t, i, S);
+        let square = r == c;
+        let n = if square { 13 } else { 11 };
+        match p.take(n) {
+            0 => format!("({} + {})", e(0), e(1)),
+            1 => format!("({} - {})", e(0), e(1)),
+            2 => match p.take(3) {
+                0 => format!("({} * {})", s(1), e(0)),
+                1 => format!("({} * {})", e(0), s(1)),
+                _ => format!("({} / {})", e(0), pos(&s(1), p)),
+            },
+            3 => match p.take(2) {
+                0 => format!("({} .* {})", e(0), e(1)),
+                _ => format!("({} ./ {})", e(0), pos(&e(1), p)),
+            },
+            4 => format!("(-{})", e(0)),
+            5 => epow(&e(0), &s(1), ".^", p),
+            6 => func(&e(0), p),
+            7 => {
+                let k = p.dim();
+                format!("({} * {})", kid(t, 0, Mat(r, k)), kid(t, 1, Mat(k, c)))
+            }
+            8 => match p.take(2) {
+                0 => format!("({} * {}')", kid(t, 0, Col(r)), kid(t, 1, Col(c))),
+                _ => format!("({} * {})", kid(t, 0, Col(r)), kid(t, 1, Row(c))),
+            },
+            9 => format!("{}'", kid(t, 0, Mat(c, r))),
+            10 => match p.take(4) {
+                0 => format!("({} + {})", e(0), s(1)),
+                1 => format!("({} - {})", s(1), e(0)),
+                2 => format!("({} + matrix({}))", e(0), s(1)),
+                _ => format!("(matrix({}) .* {})", s(1), e(0)),
+            },
+            11 => match p.take(3) {
+                0 => format!("inv({})", invertible(t, r, p)),
+                1 => format!("diag({})", kid(t, 0, Col(r))),
+                _ => format!("({} ^ {})", e(0), p.one(&["2", "3", "0", "1"])),
+            },
+            _ => format!("({} ^ {})", invertible(t, r, p), p.one(&["-1", "-2"])),
+        }
+    }
+}
+
+pub mod oracle {
+    //! A naive reference evaluator over the syntax tree: plain row-major
+    //! `Vec<f64>` matrices and textbook loops, sharing no code with the engine.
+    use matcalc::syntax::ast::{BinOp, Expr, ExprKind};
+    use std::collections::HashMap;
+
+    /// A value. `FillCol`/`FillMat` are `vector(c)`/`matrix(c)` before their
+    /// shape is known from the operation they meet.
+    #[derive(Clone, Debug)]
+    pub enum V {
+        /// A number.
+        S(f64),
+        /// A column vector.
+        Col(Vec<f64>),
+        /// A row vector.
+        Row(Vec<f64>),
+        /// A matrix: rows, columns, row-major data.
+        M(usize, usize, Vec<f64>),
+        /// `vector(c)`, shape not yet known.
+        FillCol(f64),
+        /// `matrix(c)`, shape not yet known.
+        FillMat(f64),
+    }
+
+    impl V {
+        /// Shape and row-major data, like the engine's tensors.
+        pub fn flat(&self) -> (Vec<usize>, Vec<f64>) {
+            match self {
+                V::S(v) => (vec![], vec![*v]),
+                V::Col(d) | V::Row(d) => (vec![d.len()], d.clone()),
+                V::M(r, c, d) => (vec![*r, *c], d.clone()),
+                V::FillCol(_) | V::FillMat(_) => panic!("unresolved fill at the top"),
+            }
+        }
+        fn map(&self, f: &dyn Fn(f64) -> f64) -> V {
+            match self {
+                V::S(v) => V::S(f(*v)),
+                V::Col(d) => V::Col(d.iter().map(|v| f(*v)).collect()),
+                V::Row(d) => V::Row(d.iter().map(|v| f(*v)).collect()),
+                V::M(r, c, d) => V::M(*r, *c, d.iter().map(|v| f(*v)).collect()),
+                V::FillCol(v) => V::FillCol(f(*v)),
+                V::FillMat(v) => V::FillMat(f(*v)),
+            }
+        }
+        fn data(&self) -> &[f64] {
+            match self {
+                V::S(v) | V::FillCol(v) | V::FillMat(v) => std::slice::from_ref(v),
+                V::Col(d) | V::Row(d) | V::M(_, _, d) => d,
+            }
+        }
+        fn with_data(&self, d: Vec<f64>) -> V {
+            match self {
+                V::S(_) => V::S(d[0]),
+                V::Col(_) => V::Col(d),
+                V::Row(_) => V::Row(d),
+                V::M(r, c, _) => V::M(*r, *c, d),
+                V::FillCol(_) => V::FillCol(d[0]),
+                V::FillMat(_) => V::FillMat(d[0]),
+            }
+        }
+    }
+
+    /// Variable values and dimension sizes.
+    pub struct Env {
+        /// Values by name.
+        pub vars: HashMap<String, V>,
+        /// Sizes by dimension name.
+        pub dims: HashMap<String, usize>,
+    }
+
+    /// Build a value from a shape and row-major data (vectors become columns).
+    pub fn from_flat(shape: &[usize], data: &[f64]) -> V {
+        match shape.len() {
+            0 => V::S(data[0]),
+            1 => V::Col(data.to_vec()),
+            _ => V::M(shape[0], shape[1], data.to_vec()),
+        }
+    }
+
+    fn func(name: &str, x: f64) -> Option<f64> {
+        Some(match name {
+            "sin" => x.sin(),
+            "cos" => x.cos(),
+            "tan" => x.tan(),
+            "asin" => x.asin(),
+            "acos" => x.acos(),
+            "atan" => x.atan(),
+            "exp" => x.exp(),
+            "log" | "ln" => x.ln(),
+            "sqrt" => x.sqrt(),
+            "abs" => x.abs(),
+            "sign" => {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            }
+            "tanh" => x.tanh(),
+            "sigmoid" => 0.5 * (1.0 + (0.5 * x).tanh()),
+            "softplus" => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            "relu" => {
+                if x > 0.0 {
+                    x
+                } else {
+                    0.0
+                }
+            }
+            "step" => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            _ => return None,
+        })
+    }
+
+    /// Elementwise binary operation with scalar broadcasting; fills take the
+    /// shape of the other side.
+    fn ew(a: &V, b: &V, f: &dyn Fn(f64, f64) -> f64) -> Result<V, String> {
+        use V::*;
+        Ok(match (a, b) {
+            (S(x), _) => b.map(&|y| f(*x, y)),
+            (_, S(y)) => a.map(&|x| f(x, *y)),
+            (FillCol(x) | FillMat(x), _) => b.map(&|y| f(*x, y)),
+            (_, FillCol(y) | FillMat(y)) => a.map(&|x| f(x, *y)),
+            _ => {
+                let same = matches!((a, b), (Col(_), Col(_)) | (Row(_), Row(_)) | (M(..), M(..)));
+                if let (M(r1, c1, _), M(r2, c2, _)) = (a, b) {
+                    if (r1, c1) != (r2, c2) {
+                        return Err(format!("oracle: shapes {r1}×{c1} and {r2}×{c2}"));
+                    }
+                }
+                if !same || a.data().len() != b.data().len() {
+                    return Err(format!("oracle: elementwise on {a:?} and {b:?}"));
+                }
+                a.with_data(a.data().iter().zip(b.data()).map(|(x, y)| f(*x, *y)).collect())
+            }
+        })
+    }
+
+    /// Naive matrix product of r×k and k×c.
+    pub fn matmul(r: usize, k: usize, c: usize, a: &[f64], b: &[f64]) -> Vec<f64> {
+        let mut out = vec![0.0; r * c];
+        for i in 0..r {
+            for j in 0..c {
+                let mut s = 0.0;
+                for l in 0..k {
+                    s += a[i * k + l] * b[l * c + j];
+                }
+                out[i * c + j] = s;
+            }
+        }
+        out
+    }
+
+    fn transpose(r: usize, c: usize, a: &[f64]) -> Vec<f64> {
+        let mut out = vec![0.0; r * c];
+        for i in 0..r {
+            for j in 0..c {
+                out[j * r + i] = a[i * c + j];
+            }
+        }
+        out
+    }
+
+    fn eye(n: usize) -> Vec<f64> {
+        let mut out = vec![0.0; n * n];
+        for i in 0..n {
+            out[i * n + i] = 1.0;
+        }
+        out
+    }
+
+    /// Determinant by Gaussian elimination with partial pivoting.
+    pub fn det(n: usize, a: &[f64]) -> f64 {
+        let mut m = a.to_vec();
+        let mut det = 1.0;
+        for col in 0..n {
+            let piv = (col..n)
+                .max_by(|&i, &j| m[i * n + col].abs().total_cmp(&m[j * n + col].abs()))
+                .unwrap();
+            if m[piv * n + col] == 0.0 {
+                return 0.0;
+            }
+            if piv != col {
+                for j in 0..n {
+                    m.swap(piv * n + j, col * n + j);
+                }
+                det = -det;
+            }
+            let p = m[col * n + col];
+            det *= p;
+            for i in col + 1..n {
+                let f = m[i * n + col] / p;
+                for j in col..n {
+                    m[i * n + j] -= f * m[col * n + j];
+                }
+            }
+        }
+        det
+    }
+
+    /// Inverse by Gauss–Jordan elimination with partial pivoting.
+    pub fn inv(n: usize, a: &[f64]) -> Result<Vec<f64>, String> {
+        let mut m = a.to_vec();
+        let mut out = eye(n);
+        for col in 0..n {
+            let piv = (col..n)
+                .max_by(|&i, &j| m[i * n + col].abs().total_cmp(&m[j * n + col].abs()))
+                .unwrap();
+            if m[piv * n + col] == 0.0 {
+                return Err("oracle: singular matrix".into());
+            }
+            for j in 0..n {
+                m.swap(piv * n + j, col * n + j);
+                out.swap(piv * n + j, col * n + j);
+            }
+            let p = m[col * n + col];
+            for j in 0..n {
+                m[col * n + j] /= p;
+                out[col * n + j] /= p;
+            }
+            for i in 0..n {
+                if i != col {
+                    let f = m[i * n + col];
+                    for j in 0..n {
+                        m[i * n + j] -= f * m[col * n + j];
+                        out[i * n + j] -= f * out[col * n + j];
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn square(v: &V, what: &str) -> Result<(usize, Vec<f64>), String> {
+        match v {
+            V::M(r, c, d) if r == c => Ok((*r, d.clone())),
+            _ => Err(format!("oracle: {what} of {v:?}")),
+        }
+    }
+
+    fn mul(a: &V, b: &V) -> Result<V, String> {
+        use V::*;
+        Ok(match (a, b) {
+            (S(x), _) => b.map(&|y| x * y),
+            (_, S(y)) => a.map(&|x| x * y),
+            (Col(u), Row(v)) => M(u.len(), v.len(), matmul(u.len(), 1, v.len(), u, v)),
+            (Row(u), Col(v)) if u.len() == v.len() => S(u.iter().zip(v).map(|(p, q)| p * q).sum()),
+            (M(r, k, d), Col(v)) if *k == v.len() => Col(matmul(*r, *k, 1, d, v)),
+            (M(r, k, d), FillCol(c)) => Col(matmul(*r, *k, 1, d, &vec![*c; *k])),
+            (Row(u), M(k, c, d)) if *k == u.len() => Row(matmul(1, *k, *c, u, d)),
+            (M(r, k, d), M(k2, c, e)) if k == k2 => M(*r, *c, matmul(*r, *k, *c, d, e)),
+            _ => return Err(format!("oracle: product of {a:?} and {b:?}")),
+        })
+    }
+
+    fn reduce(v: &V, f: &dyn Fn(&[f64]) -> f64) -> V {
+        V::S(f(v.data()))
+    }
+
+    /// Evaluate an expression.
+    pub fn eval(e: &Expr, env: &Env) -> Result<V, String> {
+        Ok(match &e.kind {
+            ExprKind::Num(v) => V::S(*v),
+            ExprKind::Ident(name) => env
+                .vars
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("oracle: no value for {name}"))?,
+            ExprKind::Neg(x) => eval(x, env)?.map(&|v| -v),
+            ExprKind::Transpose(x) => match eval(x, env)? {
+                V::Col(d) => V::Row(d),
+                V::Row(d) => V::Col(d),
+                V::M(r, c, d) => V::M(c, r, transpose(r, c, &d)),
+                v => v,
+            },
+            ExprKind::Binary(op, a, b) => {
+                let (x, y) = (eval(a, env)?, eval(b, env)?);
+                match op {
+                    BinOp::Add => ew(&x, &y, &|p, q| p + q)?,
+                    BinOp::Sub => ew(&x, &y, &|p, q| p - q)?,
+                    BinOp::EMul => ew(&x, &y, &|p, q| p * q)?,
+                    BinOp::EDiv | BinOp::Div => ew(&x, &y, &|p, q| p / q)?,
+                    BinOp::EPow => ew(&x, &y, &|p, q| p.powf(q))?,
+                    BinOp::Mul => mul(&x, &y)?,
+                    BinOp::Pow => match (&x, &y) {
+                        (V::S(p), V::S(q)) => V::S(p.powf(*q)),
+                        (V::M(..), V::S(k)) => {
+                            let (n, d) = square(&x, "matrix power")?;
+                            let base = if *k < 0.0 { inv(n, &d)? } else { d };
+                            let mut acc = eye(n);
+                            for _ in 0..(k.abs() as usize) {
+                                acc = matmul(n, n, n, &acc, &base);
+                            }
+                            V::M(n, n, acc)
+                        }
+                        _ => return Err(format!("oracle: {x:?} ^ {y:?}")),
+                    },
+                }
+            }
+            ExprKind::Call { name, args, .. } => {
+                if name == "eye" {
+                    let n = match &args[0].kind {
+                        ExprKind::Num(v) => *v as usize,
+                        ExprKind::Ident(d) => *env.dims.get(d).ok_or_else(|| format!("oracle: no size for {d}"))?,
+                        _ => return Err("oracle: eye of an expression".into()),
+                    };
+                    return Ok(V::M(n, n, eye(n)));
+                }
+                let x = eval(&args[0], env)?;
+                if let Some(_) = func(name, 0.5) {
+                    return Ok(x.map(&|v| func(name, v).unwrap()));
+                }
+                match name.as_str() {
+                    "sum" => reduce(&x, &|d| d.iter().sum()),
+                    "norm1" => reduce(&x, &|d| d.iter().map(|v| v.abs()).sum()),
+                    "norm2" | "norm" => reduce(&x, &|d| d.iter().map(|v| v * v).sum::<f64>().sqrt()),
+                    "logsumexp" => reduce(&x, &|d| {
+                        let m = d.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                        m + d.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+                    }),
+                    "softmax" => match &x {
+                        V::S(_) => V::S(1.0),
+                        _ => {
+                            let d = x.data();
+                            let m = d.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                            let e: Vec<f64> = d.iter().map(|v| (v - m).exp()).collect();
+                            let s: f64 = e.iter().sum();
+                            x.with_data(e.iter().map(|v| v / s).collect())
+                        }
+                    },
+                    "tr" | "trace" => {
+                        let (n, d) = square(&x, "trace")?;
+                        V::S((0..n).map(|i| d[i * n + i]).sum())
+                    }
+                    "det" => {
+                        let (n, d) = square(&x, "det")?;
+                        V::S(det(n, &d))
+                    }
+                    "logdet" => {
+                        let (n, d) = square(&x, "logdet")?;
+                        V::S(det(n, &d).abs().ln())
+                    }
+                    "inv" => {
+                        let (n, d) = square(&x, "inv")?;
+                        V::M(n, n, inv(n, &d)?)
+                    }
+                    "diag" => match &x {
+                        V::S(_) => x.clone(),
+                        V::Col(d) | V::Row(d) => {
+                            let n = d.len();
+                            let mut out = vec![0.0; n * n];
+                            for i in 0..n {
+                                out[i * n + i] = d[i];
+                            }
+                            V::M(n, n, out)
+                        }
+                        _ => {
+                            let (n, d) = square(&x, "diag")?;
+                            V::Col((0..n).map(|i| d[i * n + i]).collect())
+                        }
+                    },
+                    "vector" => match x {
+                        V::S(c) => V::FillCol(c),
+                        _ => return Err("oracle: vector of a non-scalar".into()),
+                    },
+                    "matrix" => match x {
+                        V::S(c) => V::FillMat(c),
+                        _ => return Err("oracle: matrix of a non-scalar".into()),
+                    },
+                    _ => return Err(format!("oracle: unknown function {name}")),
+                }
+            }
+            ExprKind::Matrix(_) | ExprKind::Missing => return Err("oracle: matrix literals are not generated".into()),
+        })
+    }
+}
+
+/// One generated case.
+#[derive(Clone)]
+pub struct Case {
+    /// The expression's type.
+    pub top: gen::Ty,
+    /// The expression.
+    pub expr: String,
+    /// Two (n, m) settings.
+    pub dims: [(usize, usize); 2],
+    /// Selects the variable to differentiate by among those that occur.
+    pub wrt_pick: usize,
+    /// Seed for sampling values and directions.
+    pub seed: u64,
+    /// Also check the Hessian (scalar cases only).
+    pub hessian: bool,
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Case {{ expr: {:?}, top: {:?}, dims: {:?}, wrt_pick: {}, seed: {}, hessian: {} }}",
+            self.expr, self.top, self.dims, self.wrt_pick, self.seed, self.hessian
+        )
+    }
+}
+
+fn case_strategy(tops: Vec<gen::Ty>) -> impl Strategy<Value = Case> {
+    let dims = || (1..=3usize, 1..=3usize);
+    (
+        prop::sample::select(tops),
+        gen::tree(),
+        dims(),
+        dims(),
+        0..8usize,
+        any::<u64>(),
+        prop::bool::weighted(0.3),
+    )
+        .prop_map(|(top, tree, d1, d2, wrt_pick, seed, hessian)| Case {
+            top,
+            expr: gen::build(&tree, top),
+            dims: [d1, d2],
+            wrt_pick,
+            seed,
+            hessian,
+        })
+}
+
+/// Counters reported at the end of a run.
+#[derive(Default)]
+pub struct Stats {
+    cases: AtomicUsize,
+    no_variable: AtomicUsize,
+    gradient_checks: AtomicUsize,
+    hessian_checks: AtomicUsize,
+    kink_retries: AtomicUsize,
+    round_trips: AtomicUsize,
+    round_trips_skipped: AtomicUsize,
+}
+
+impl Stats {
+    fn bump(c: &AtomicUsize) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    fn report(&self, name: &str, secs: f64) {
+        let g = |c: &AtomicUsize| c.load(Ordering::Relaxed);
+        eprintln!(
+            "{name}: {} cases in {secs:.1}s; {} without variables; {} derivative checks \
+             ({} Hessian), {} kink retries; {} round trips ({} skipped: order > 2)",
+            g(&self.cases),
+            g(&self.no_variable),
+            g(&self.gradient_checks),
+            g(&self.hessian_checks),
+            g(&self.kink_retries),
+            g(&self.round_trips),
+            g(&self.round_trips_skipped),
+        );
+    }
+}
+
+fn fail(msg: impl Into<String>) -> TestCaseError {
+    TestCaseError::fail(msg.into())
+}
+
+fn dims_of(n: usize, m: usize) -> Vec<(String, usize)> {
+    vec![("n".to_string(), n), ("m".to_string(), m)]
+}
+
+/// Relative distance between two equally shaped value lists.
+fn close(a: &[f64], b: &[f64], rel: f64) -> (bool, f64) {
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
+    let scale = norm(a).max(norm(b));
+    let ok = a.len() == b.len() && diff.is_finite() && diff <= rel * scale + 1e-13;
+    (ok, diff / scale.max(1e-300))
+}
+
+/// Values for every variable of `p` at dims (n, m), drawn like `matcalc check`.
+fn sample(p: &Problem, n: usize, m: usize, seed: u64) -> (Vec<Option<usize>>, Vec<Option<Tensor>>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dv = sample_dims(&p.graph, &dims_of(n, m), &mut rng);
+    let vals = sample_values(&p.graph, p.root, &dv, &mut rng);
+    (dv, vals)
+}
+
+/// (c) The lowered function agrees with the reference evaluator.
+pub fn check_value(p: &Problem, expr: &str, n: usize, m: usize, seed: u64) -> Result<(), String> {
+    let (dv, vals) = sample(p, n, m, seed);
+    let got = evaluate(&p.graph, &[p.root], p.root, &vals, &dv)
+        .map_err(|e| format!("engine cannot evaluate the function at n={n} m={m}: {e}"))?
+        .values
+        .remove(0);
+    let ast = matcalc::syntax::parse_expr(expr).map_err(|e| format!("parse: {e}"))?;
+    let env = oracle::Env {
+        vars: p
+            .graph
+            .vars
+            .iter()
+            .zip(&vals)
+            .map(|(v, t)| {
+                let t = t.as_ref().expect("sampled");
+                (v.name.clone(), oracle::from_flat(t.shape(), t.data()))
+            })
+            .collect(),
+        dims: [("n".to_string(), n), ("m".to_string(), m)].into(),
+    };
+    let want = oracle::eval(&ast, &env)?;
+    let (shape, data) = want.flat();
+    let (ok, err) = close(got.data(), &data, 1e-8);
+    if got.shape() != shape.as_slice() || !ok {
+        return Err(format!(
+            "function value differs from the reference at n={n} m={m} (rel. error {err:.2e}):\n  \
+             engine    {:?} {:?}\n  reference {:?} {:?}",
+            got.shape(),
+            got.data(),
+            shape,
+            data
+        ));
+    }
+    Ok(())
+}
+
+/// (a) The derivative of order `order` by `wrt` passes the finite-difference
+/// check at (n, m); near kinks, a failure is retried at two other points.
+pub fn check_derivative(
+    p: &mut Problem,
+    expr: &str,
+    wrt: &str,
+    order: usize,
+    n: usize,
+    m: usize,
+    seed: u64,
+    stats: Option<&Stats>,
+) -> Result<(), String> {
+    let run = |p: &mut Problem, seed: u64| {
+        let opts = CheckOptions {
+            seed,
+            dims: dims_of(n, m),
+            order,
+            ..CheckOptions::default()
+        };
+        check(p, &[wrt.to_string()], &opts)
+    };
+    let report =
+        run(p, seed).map_err(|e| format!("check (order {order}, by {wrt}, n={n} m={m}) could not run: {e}"))?;
+    if report.passed {
+        return Ok(());
+    }
+    if KINKS.iter().any(|k| expr.contains(k)) {
+        // A finite difference across a kink of abs/sign/relu/… is no evidence:
+        // the derivative must pass at two fresh points instead.
+        if let Some(s) = stats {
+            Stats::bump(&s.kink_retries);
+        }
+        let again = [1u64, 2]
+            .iter()
+            .all(|k| run(p, seed.wrapping_add(0x9e37_79b9 * k)).is_ok_and(|r| r.passed));
+        if again {
+            return Ok(());
+        }
+    }
+    let worst = report
+        .lines
+        .iter()
+        .max_by(|a, b| a.error.total_cmp(&b.error))
+        .map(|l| format!("{} {} trial {} [{}]: {:.3e}", l.what, l.kind, l.trial, l.dims, l.error))
+        .unwrap_or_default();
+    Err(format!(
+        "derivative of order {order} by {wrt} fails the finite-difference check at n={n} m={m}: \
+         worst {worst}"
+    ))
+}
+
+/// (b) The printed derivative parses back and evaluates to the same numbers.
+/// Returns `Ok(false)` when the derivative is a tensor of order > 2 (no matrix form).
+pub fn check_round_trip(
+    p: &mut Problem,
+    wrt: &str,
+    order: usize,
+    dims: &[(usize, usize)],
+    seed: u64,
+) -> Result<bool, String> {
+    let d = p
+        .derive(&[wrt.to_string()], order)
+        .map_err(|e| format!("derive: {e}"))?
+        .remove(0)
+        .id;
+    if p.graph.order(d) > 2 {
+        return Ok(false);
+    }
+    let r = render::recover(&p.graph, &[d], Form::Nested, Some(p.root), &p.reserved_names());
+    let (_, res) = r.lines(&Style::EXPR);
+    let printed = &res[0];
+    let p2 =
+        Problem::new(printed, DECLS).map_err(|e| format!("printed derivative `{printed}` does not parse back: {e}"))?;
+    for &(n, m) in dims {
+        let (dv, vals) = sample(p, n, m, seed);
+        let want = evaluate(&p.graph, &[d], p.root, &vals, &dv)
+            .map_err(|e| format!("derivative node cannot be evaluated at n={n} m={m}: {e}"))?
+            .values
+            .remove(0);
+        let vals2: Vec<Option<Tensor>> = p2
+            .graph
+            .vars
+            .iter()
+            .map(|v| {
+                let i = p.graph.var_index(&v.name).expect("same declarations");
+                vals[i].clone()
+            })
+            .collect();
+        let dims2 =
+            bind_dims(&p2.graph, &vals2, &dims_of(n, m)).map_err(|e| format!("printed derivative `{printed}`: {e}"))?;
+        let got = evaluate(&p2.graph, &[p2.root], p2.root, &vals2, &dims2)
+            .map_err(|e| format!("printed derivative `{printed}` cannot be evaluated: {e}"))?
+            .values
+            .remove(0);
+        let (ok, err) = close(got.data(), want.data(), 1e-8);
+        if got.shape() != want.shape() || !ok {
+            return Err(format!(
+                "printed derivative `{printed}` (order {order}, by {wrt}) evaluates differently \
+                 at n={n} m={m} (rel. error {err:.2e}):\n  printed {:?} {:?}\n  node    {:?} {:?}",
+                got.shape(),
+                got.data(),
+                want.shape(),
+                want.data()
+            ));
+        }
+    }
+    Ok(true)
+}
+
+/// All three properties for one case.
+pub fn run_case(c: &Case, stats: Option<&Stats>) -> Result<(), String> {
+    if let Some(s) = stats {
+        Stats::bump(&s.cases);
+    }
+    let mut p = Problem::new(&c.expr, DECLS).map_err(|e| format!("generated expression does not type: {e}"))?;
+    for &(n, m) in &c.dims {
+        check_value(&p, &c.expr, n, m, c.seed)?;
+    }
+    if p.occurring.is_empty() {
+        if let Some(s) = stats {
+            Stats::bump(&s.no_variable);
+        }
+        return Ok(());
+    }
+    let wrt = p.occurring[c.wrt_pick % p.occurring.len()].clone();
+    let mut orders = vec![1];
+    if c.hessian && p.graph.order(p.root) == 0 {
+        orders.push(2);
+    }
+    for &order in &orders {
+        for &(n, m) in &c.dims {
+            check_derivative(&mut p, &c.expr, &wrt, order, n, m, c.seed, stats)?;
+            if let Some(s) = stats {
+                Stats::bump(if order == 1 {
+                    &s.gradient_checks
+                } else {
+                    &s.hessian_checks
+                });
+            }
+        }
+        let printed = check_round_trip(&mut p, &wrt, order, &c.dims, c.seed)?;
+        if let Some(s) = stats {
+            Stats::bump(if printed {
+                &s.round_trips
+            } else {
+                &s.round_trips_skipped
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Engine bugs already pinned by a test in `tests/regressions.rs` (named
+/// here): a failure they explain is counted and printed, not failed, so the
+/// run can look for new ones. Remove an entry once the engine is fixed.
+fn known_issue(msg: &str) -> Option<&'static str> {
+    let printed = msg.starts_with("printed derivative");
+    if printed && msg.contains("is not known") && (msg.contains("vector(") || msg.contains("matrix(")) {
+        return Some("printed_fill_has_no_size");
+    }
+    if printed && msg.contains("does not parse back") && msg.contains("*vector(") {
+        return Some("printed_outer_product_with_ones_loses_transpose");
+    }
+    if printed && msg.contains("does not parse back") && msg.contains("] = ") {
+        return Some("printed_matrix_embeds_index_notation");
+    }
+    if printed && msg.contains("does not parse back") && msg.contains("shape mismatch in `softmax`") {
+        return Some("printed_softmax_of_matrix");
+    }
+    None
+}
+
+/// Total cases per run: `MATCALC_PROPTEST_CASES`, else 2 000.
+fn total_cases() -> u32 {
+    std::env::var("MATCALC_PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(2_000)
+}
+
+fn run_property(name: &str, cases: u32, tops: Vec<gen::Ty>) {
+    // When `regressions.rs` includes this file as a module, only the harness is wanted.
+    if module_path!() != "properties" {
+        return;
+    }
+    let mut config = ProptestConfig::with_cases(cases);
+    config.failure_persistence = None;
+    config.max_shrink_time = 300_000;
+    let mut runner = TestRunner::new(config);
+    let stats = Stats::default();
+    let start = Instant::now();
+    let strict = std::env::var("MATCALC_PROPTEST_STRICT").is_ok_and(|v| v != "0");
+    let known = std::sync::Mutex::new(std::collections::BTreeMap::<&str, (usize, String)>::new());
+    let result = runner.run(&case_strategy(tops), |c| match run_case(&c, Some(&stats)) {
+        Ok(()) => Ok(()),
+        Err(msg) => match known_issue(&msg) {
+            Some(k) if !strict => {
+                let mut known = known.lock().unwrap();
+                let e = known.entry(k).or_insert((0, format!("{c:?}")));
+                e.0 += 1;
+                Ok(())
+            }
+            _ => Err(fail(msg)),
+        },
+    });
+    stats.report(name, start.elapsed().as_secs_f64());
+    for (k, (count, example)) in known.lock().unwrap().iter() {
+        eprintln!("  known issue `{k}` hit {count} times (tolerated; MATCALC_PROPTEST_STRICT=1 fails), e.g. {example}");
+    }
+    if let Err(e) = result {
+        panic!("{name}: {e}");
+    }
+}
+
+/// Scalar expressions: gradient (and for 30% the Hessian) by one occurring variable.
+#[test]
+fn scalar_expressions() {
+    let total = total_cases();
+    run_property("scalar_expressions", total - total / 3, vec![gen::Ty::S]);
+}
+
+/// Vector- and matrix-valued expressions: Jacobians.
+#[test]
+fn vector_and_matrix_expressions() {
+    use gen::{Ty::*, D::*};
+    let tops = vec![Col(N), Col(N), Col(M), Col(M), Row(N), Mat(N, N), Mat(N, M), Mat(M, N)];
+    run_property("vector_and_matrix_expressions", total_cases() / 3, tops);
+}
+
+/// Reproduce one case by hand:
+/// `MATCALC_CASE='expr' [MATCALC_CASE_WRT=x] [MATCALC_CASE_DIMS='1,1;2,3'] [MATCALC_CASE_SEED=0]
+/// [MATCALC_CASE_HESSIAN=1] cargo test --test properties one_case -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn one_case() {
+    let var = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+    let Some(expr) = var("MATCALC_CASE") else {
+        return;
+    };
+    let dims: Vec<(usize, usize)> = var("MATCALC_CASE_DIMS")
+        .unwrap_or("1,1;2,3".into())
+        .split(';')
+        .map(|p| {
+            let (a, b) = p.split_once(',').expect("n,m");
+            (a.trim().parse().unwrap(), b.trim().parse().unwrap())
+        })
+        .collect();
+    let seed = var("MATCALC_CASE_SEED").map_or(0, |s| s.parse().unwrap());
+    let mut p = Problem::new(&expr, DECLS).unwrap_or_else(|e| panic!("{e}"));
+    let show = |p: &Problem, id| {
+        let r = render::recover(&p.graph, &[id], Form::Nested, Some(p.root), &p.reserved_names());
+        r.lines(&Style::EXPR).1.remove(0)
+    };
+    eprintln!("f = {}", show(&p, p.root));
+    let wrt = var("MATCALC_CASE_WRT").unwrap_or_else(|| p.occurring[0].clone());
+    for order in [1, 2] {
+        if order == 2 && (var("MATCALC_CASE_HESSIAN").is_none() || p.graph.order(p.root) != 0) {
+            continue;
+        }
+        let d = p.derive(&[wrt.clone()], order).unwrap().remove(0).id;
+        eprintln!("order {order} by {wrt} = {}", show(&p, d));
+    }
+    for &(n, m) in &dims {
+        eprintln!("value n={n} m={m}: {:?}", check_value(&p, &expr, n, m, seed));
+        for order in [1, 2] {
+            if order == 2 && (var("MATCALC_CASE_HESSIAN").is_none() || p.graph.order(p.root) != 0) {
+                continue;
+            }
+            let r = check_derivative(&mut p, &expr, &wrt, order, n, m, seed, None);
+            eprintln!("order {order} check n={n} m={m}: {r:?}");
+            let r = check_round_trip(&mut p, &wrt, order, &[(n, m)], seed);
+            eprintln!("order {order} round trip n={n} m={m}: {r:?}");
+        }
+    }
+}

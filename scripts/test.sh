@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Install what the tests need (only what is missing), then run every test:
+#   1. cargo test --release --workspace  (release: the same build profile as the binary,
+#      so faer is compiled once for the tests, the CLI tests and the examples check)
+#   2. python3 ../shared/tools/examples_check.py, when ../shared exists beside the clone
+# Exits non-zero if anything fails. Safe to run again: installed tools are skipped.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# --- dependencies ---------------------------------------------------------------------
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi
+}
+
+install_numpy() {
+  echo "== installing numpy (needed by the examples check)"
+  if python3 -m pip --version >/dev/null 2>&1; then
+    # Debian's system Python refuses user installs without --break-system-packages (PEP 668).
+    python3 -m pip install --user numpy || python3 -m pip install --user --break-system-packages numpy
+  elif command -v apt-get >/dev/null; then
+    as_root apt-get update -q && as_root apt-get install -y -q python3-numpy
+  else
+    echo "error: numpy is missing and neither pip nor apt-get is available" >&2
+    return 1
+  fi
+}
+
+command -v cargo >/dev/null || { echo "error: cargo not found: install the Rust toolchain (rustup)" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "error: python3 not found" >&2; exit 1; }
+python3 -c 'import numpy' 2>/dev/null || install_numpy
+
+# --- tests ----------------------------------------------------------------------------
+
+failed=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+echo "== cargo test --release --workspace"
+cargo test --release --workspace --no-fail-fast 2>&1 | tee "$log" || failed=1
+
+echo
+echo "== cargo test summary"
+grep -E '^ +(Running|Doc-tests) |^test result:' "$log" | sed -E 's/ \(target[^)]*\)//' || true
+
+if [ -d ../shared/tools ]; then
+  echo
+  echo "== public worked examples (../shared/tools/examples_check.py)"
+  if [ -x target/release/matcalc ]; then
+    python3 ../shared/tools/examples_check.py --bin target/release/matcalc || failed=1
+  else
+    echo "target/release/matcalc was not built"
+    failed=1
+  fi
+fi
+
+echo
+if [ "$failed" = 0 ]; then echo "all tests passed"; else echo "FAILED (see above)"; fi
+exit "$failed"
