@@ -104,7 +104,7 @@ pub fn has_index(m: &M) -> bool {
         M::Index(_) => true,
         M::Add(v) | M::Prod(v) | M::Had(v) | M::Call(_, v) => v.iter().any(has_index),
         M::Div(a, b) => has_index(a) || has_index(b),
-        M::T(a) | M::Pow(a, _) => has_index(a),
+        M::T(a) | M::Pow(a, _) | M::Scalar(a) => has_index(a),
         _ => false,
     }
 }

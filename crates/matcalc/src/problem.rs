@@ -30,6 +30,10 @@ pub struct Derivative {
     pub id: Id,
 }
 
+/// Deepest expression (longest chain of operations) accepted: rendering long
+/// product chains costs time quadratic in their length.
+pub const MAX_DEPTH: usize = 2_000;
+
 /// Most nodes a problem may build (function and derivatives), to bound work.
 pub const MAX_NODES: usize = 5_000_000;
 
@@ -44,6 +48,14 @@ impl Problem {
     /// Type an already parsed expression.
     pub fn from_ast(ast: &crate::syntax::ast::Expr, decls: &[Decl]) -> Result<Problem> {
         let a = typing::analyze(ast, decls)?;
+        let depth = a.graph.depth(a.root);
+        if depth > MAX_DEPTH {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!("the expression nests {depth} operations deep; the limit is {MAX_DEPTH}"),
+            )
+            .hint("split it into parts, or name intermediate results"));
+        }
         let mut occurring: Vec<(u32, String)> = a.var_spans.iter().map(|(n, s)| (s.start, n.clone())).collect();
         occurring.sort();
         Ok(Problem {

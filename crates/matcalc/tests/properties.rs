@@ -29,6 +29,7 @@ use matcalc::eval::Tensor;
 use matcalc::render::{self, print::Style, Form};
 use matcalc::Problem;
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
 use proptest::test_runner::{TestCaseError, TestRunner};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -107,7 +108,7 @@ pub mod gen {
     /// Random shape trees: depth ≤ 4 below the root, about 24 nodes at most.
     pub fn tree() -> impl Strategy<Value = Tree> {
         let leaf = any::<u32>().prop_map(|pick| Tree { pick, kids: vec![] });
-        leaf.prop_recursive(4, 24, 3, |inner| {
+        leaf.prop_recursive(4, 48, 2, |inner| {
             (any::<u32>(), prop::collection::vec(inner, 1..=3)).prop_map(|(pick, kids)| Tree { pick, kids })
         })
     }
@@ -530,7 +531,7 @@ pub mod oracle {
                 }
             }
             "tanh" => x.tanh(),
-            "sigmoid" => 0.5 * (1.0 + (0.5 * x).tanh()),
+            "sigmoid" => 1.0 / (1.0 + (-x).exp()),
             "softplus" => x.max(0.0) + (-x.abs()).exp().ln_1p(),
             "relu" => {
                 if x > 0.0 {
@@ -828,14 +829,21 @@ pub struct Case {
     pub seed: u64,
     /// Also check the Hessian (scalar cases only).
     pub hessian: bool,
+    /// Differentiate by this variable instead (regressions, minimization).
+    pub wrt: Option<String>,
 }
 
 impl std::fmt::Debug for Case {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let wrt = self.wrt.clone().or_else(|| {
+            let p = Problem::new(&self.expr, DECLS).ok()?;
+            let o = &p.occurring;
+            (!o.is_empty()).then(|| o[self.wrt_pick % o.len()].clone())
+        });
         write!(
             f,
-            "Case {{ expr: {:?}, top: {:?}, dims: {:?}, wrt_pick: {}, seed: {}, hessian: {} }}",
-            self.expr, self.top, self.dims, self.wrt_pick, self.seed, self.hessian
+            "Case {{ expr: {:?}, wrt: {:?}, dims: {:?}, seed: {}, hessian: {} }}",
+            self.expr, wrt, self.dims, self.seed, self.hessian
         )
     }
 }
@@ -858,6 +866,7 @@ fn case_strategy(tops: Vec<gen::Ty>) -> impl Strategy<Value = Case> {
             wrt_pick,
             seed,
             hessian,
+            wrt: None,
         })
 }
 
@@ -868,7 +877,10 @@ pub struct Stats {
     no_variable: AtomicUsize,
     gradient_checks: AtomicUsize,
     hessian_checks: AtomicUsize,
-    kink_retries: AtomicUsize,
+    second_opinions: AtomicUsize,
+    noise_excused: AtomicUsize,
+    kink_excused: AtomicUsize,
+    refined_excused: AtomicUsize,
     round_trips: AtomicUsize,
     round_trips_skipped: AtomicUsize,
 }
@@ -881,12 +893,16 @@ impl Stats {
         let g = |c: &AtomicUsize| c.load(Ordering::Relaxed);
         eprintln!(
             "{name}: {} cases in {secs:.1}s; {} without variables; {} derivative checks \
-             ({} Hessian), {} kink retries; {} round trips ({} skipped: order > 2)",
+             ({} Hessian); {} second opinions ({} with rounding noise, {} passing at a finer step, {} with one kink failure); \
+             {} round trips ({} skipped: order > 2)",
             g(&self.cases),
             g(&self.no_variable),
             g(&self.gradient_checks),
             g(&self.hessian_checks),
-            g(&self.kink_retries),
+            g(&self.second_opinions),
+            g(&self.noise_excused),
+            g(&self.refined_excused),
+            g(&self.kink_excused),
             g(&self.round_trips),
             g(&self.round_trips_skipped),
         );
@@ -955,8 +971,200 @@ pub fn check_value(p: &Problem, expr: &str, n: usize, m: usize, seed: u64) -> Re
     Ok(())
 }
 
+/// How one finite-difference comparison at a single point came out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Verdict {
+    Pass,
+    /// Failed, but the difference is within the rounding noise of the finite
+    /// difference at that point (a derivative far smaller than the function).
+    Noise,
+    /// Failed at the check's step, but agrees with finite differences at a finer one.
+    Refined,
+    Fail(f64),
+}
+
+/// Check at one point (`trials: 1`, so the point is `sample(p, n, m, seed)`).
+fn check_at(p: &mut Problem, wrt: &str, order: usize, n: usize, m: usize, seed: u64) -> Result<Verdict, String> {
+    let opts = CheckOptions {
+        seed,
+        trials: 1,
+        dims: dims_of(n, m),
+        order,
+        ..CheckOptions::default()
+    };
+    let r = check(p, &[wrt.to_string()], &opts)
+        .map_err(|e| format!("check (order {order}, by {wrt}, n={n} m={m}) could not run: {e}"))?;
+    if r.passed {
+        return Ok(Verdict::Pass);
+    }
+    // The finite difference of F (the function, or the derivative one order
+    // below) has absolute rounding noise of a few ε‖F‖/h; the comparison's
+    // absolute error is at most about 2·worst·max(‖D‖, 1e-8).
+    let w = [wrt.to_string()];
+    let d = p.derive(&w, order).map_err(|e| e.to_string())?[0].id;
+    let f = if order == 1 {
+        p.root
+    } else {
+        p.derive(&w, order - 1).map_err(|e| e.to_string())?[0].id
+    };
+    let (dv, vals) = sample(p, n, m, seed);
+    let ev = evaluate(&p.graph, &[f, d], p.root, &vals, &dv).map_err(|e| e.to_string())?;
+    let norm = |t: &Tensor| t.data().iter().map(|v| v * v).sum::<f64>().sqrt();
+    let (nf, nd) = (norm(&ev.values[0]), norm(&ev.values[1]));
+    let x = vals[p.var_index(wrt).map_err(|e| e.to_string())?].as_ref().unwrap();
+    let h = 1e-3 * x.data().iter().fold(1.0f64, |a, v| a.max(v.abs()));
+    let measured = rounding_noise(p, f, wrt, &dv, &vals, h, seed)?;
+    let noise = (1e3 * f64::EPSILON * nf).max(20.0 * measured) / h;
+    let diff = 2.0 * r.worst * nd.max(1e-8);
+    if std::env::var("MATCALC_PROPTEST_VERBOSE").is_ok() {
+        eprintln!("  point {seed}: |F| = {nf:.3e}, |D| = {nd:.3e}, measured noise {measured:.3e}, h = {h:.2e}: noise bound {noise:.3e} vs difference {diff:.3e}");
+    }
+    if r.worst < 0.5 && diff <= noise {
+        return Ok(Verdict::Noise);
+    }
+    // Steps other than the check's: a function that varies on a scale close
+    // to the check's step needs a finer one. A wrong derivative converges to
+    // no finite difference at any step.
+    let refined = fd_refined(p, f, d, wrt, &dv, &vals, seed)?;
+    Ok(if refined <= 1e-5 {
+        Verdict::Refined
+    } else {
+        Verdict::Fail(r.worst)
+    })
+}
+
+/// The rounding noise of `f` near the point, at the scale of the step `h`:
+/// sixth differences of `f` at 17 points h/8 apart along a random line cancel
+/// its smooth part (up to degree 5) and leave rounding and quantization
+/// (e.g. `1 - tanh(u)^2` once `tanh(u)` is within a few ulps of 1), amplified
+/// by √924.
+#[allow(clippy::too_many_arguments)]
+fn rounding_noise(
+    p: &Problem,
+    f: matcalc::ir::Id,
+    wrt: &str,
+    dv: &[Option<usize>],
+    vals: &[Option<Tensor>],
+    h: f64,
+    seed: u64,
+) -> Result<f64, String> {
+    let dv = dv.to_vec();
+    let vi = p.var_index(wrt).map_err(|e| e.to_string())?;
+    let x = vals[vi].clone().expect("sampled");
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x0015e);
+    let mut dir: Vec<f64> = (0..x.len()).map(|_| matcalc::eval::check::normal(&mut rng)).collect();
+    let nd = dir.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-300);
+    dir.iter_mut().for_each(|v| *v /= nd);
+    let at = |t: f64| -> Result<Vec<f64>, String> {
+        let mut vs = vals.to_vec();
+        let moved: Vec<f64> = x.data().iter().zip(&dir).map(|(a, b)| a + t * b).collect();
+        vs[vi] = Some(Tensor::from_vec(x.shape().to_vec(), moved).map_err(|e| e.to_string())?);
+        Ok(evaluate(&p.graph, &[f], p.root, &vs, &dv)
+            .map_err(|e| e.to_string())?
+            .values
+            .remove(0)
+            .into_data())
+    };
+    let fs: Vec<Vec<f64>> = (-8..=8).map(|k| at(h * k as f64 / 8.0)).collect::<Result<_, _>>()?;
+    const C6: [f64; 7] = [1.0, -6.0, 15.0, -20.0, 15.0, -6.0, 1.0];
+    let mut worst = 0.0f64;
+    for w in fs.windows(7) {
+        let d6: f64 = (0..w[0].len())
+            .map(|i| {
+                let s: f64 = w.iter().zip(C6).map(|(v, c)| c * v[i]).sum();
+                s * s
+            })
+            .sum::<f64>()
+            .sqrt();
+        worst = worst.max(d6 / 924f64.sqrt());
+    }
+    Ok(worst)
+}
+
+/// The relative error of the derivative `d` of `f` against central differences
+/// with Richardson extrapolation, in two random directions, at the step (from
+/// 1/16 to 4 times the check's) that agrees best; the worse direction counts.
+fn fd_refined(
+    p: &Problem,
+    f: matcalc::ir::Id,
+    d: matcalc::ir::Id,
+    wrt: &str,
+    dv: &[Option<usize>],
+    vals: &[Option<Tensor>],
+    seed: u64,
+) -> Result<f64, String> {
+    let dv = dv.to_vec();
+    let g = &p.graph;
+    let vi = p.var_index(wrt).map_err(|e| e.to_string())?;
+    let x = vals[vi].clone().expect("sampled");
+    let lx = x.len();
+    let dval = evaluate(g, &[d], p.root, vals, &dv)
+        .map_err(|e| e.to_string())?
+        .values
+        .remove(0);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+    let scale = x.data().iter().fold(1.0f64, |a, v| a.max(v.abs()));
+    let mut worst = 0.0f64;
+    for _ in 0..2 {
+        let mut dir: Vec<f64> = (0..lx).map(|_| matcalc::eval::check::normal(&mut rng)).collect();
+        if g.vars[vi].symmetric {
+            let k = x.shape()[0];
+            for i in 0..k {
+                for j in 0..i {
+                    dir[i * k + j] = dir[j * k + i];
+                }
+            }
+        }
+        let nd = dir.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-300);
+        dir.iter_mut().for_each(|v| *v /= nd);
+        let an: Vec<f64> = dval
+            .data()
+            .chunks(lx)
+            .map(|row| row.iter().zip(&dir).map(|(a, b)| a * b).sum())
+            .collect();
+        let at = |t: f64| -> Result<Vec<f64>, String> {
+            let mut vs = vals.to_vec();
+            let moved: Vec<f64> = x.data().iter().zip(&dir).map(|(a, b)| a + t * b).collect();
+            vs[vi] = Some(Tensor::from_vec(x.shape().to_vec(), moved).map_err(|e| e.to_string())?);
+            Ok(evaluate(g, &[f], p.root, &vs, &dv)
+                .map_err(|e| e.to_string())?
+                .values
+                .remove(0)
+                .into_data())
+        };
+        let mut best = f64::INFINITY;
+        for s in [1.0, 0.5, 0.25, 0.125, 1.0 / 16.0, 1.0 / 64.0, 1.0 / 256.0, 2.0, 4.0] {
+            let h = 1e-3 * scale * s;
+            let (Ok(p1), Ok(m1), Ok(p2), Ok(m2)) = (at(h), at(-h), at(h / 2.0), at(-h / 2.0)) else {
+                continue;
+            };
+            let num: Vec<f64> = (0..an.len())
+                .map(|i| {
+                    let d1 = (p1[i] - m1[i]) / (2.0 * h);
+                    let d2 = (p2[i] - m2[i]) / h;
+                    (4.0 * d2 - d1) / 3.0
+                })
+                .collect();
+            let (_, err) = close(&an, &num, 0.0);
+            let scale = an.iter().chain(&num).map(|v| v * v).sum::<f64>().sqrt();
+            let err = if scale < 1e-8 { err * scale / 1e-8 } else { err };
+            best = best.min(err);
+            if std::env::var("MATCALC_PROPTEST_VERBOSE").is_ok() {
+                eprintln!("  refined: step {s} h={h:.2e}: error {err:.3e} (|an| = {scale:.3e})");
+            }
+        }
+        worst = worst.max(best);
+    }
+    Ok(worst)
+}
+
 /// (a) The derivative of order `order` by `wrt` passes the finite-difference
-/// check at (n, m); near kinks, a failure is retried at two other points.
+/// check at (n, m). When the standard check (3 points) fails, a second opinion
+/// at three fresh points decides: each must pass, or fail only within the
+/// finite difference's rounding noise; an expression with a kink (abs, sign,
+/// relu, step, norm1, norm2) may fail at one of them, since a difference that
+/// straddles the kink is no evidence.
+#[allow(clippy::too_many_arguments)]
 pub fn check_derivative(
     p: &mut Problem,
     expr: &str,
@@ -967,32 +1175,52 @@ pub fn check_derivative(
     seed: u64,
     stats: Option<&Stats>,
 ) -> Result<(), String> {
-    let run = |p: &mut Problem, seed: u64| {
-        let opts = CheckOptions {
-            seed,
-            dims: dims_of(n, m),
-            order,
-            ..CheckOptions::default()
-        };
-        check(p, &[wrt.to_string()], &opts)
+    let opts = CheckOptions {
+        seed,
+        dims: dims_of(n, m),
+        order,
+        ..CheckOptions::default()
     };
-    let report =
-        run(p, seed).map_err(|e| format!("check (order {order}, by {wrt}, n={n} m={m}) could not run: {e}"))?;
+    let report = check(p, &[wrt.to_string()], &opts)
+        .map_err(|e| format!("check (order {order}, by {wrt}, n={n} m={m}) could not run: {e}"))?;
     if report.passed {
         return Ok(());
     }
-    if KINKS.iter().any(|k| expr.contains(k)) {
-        // A finite difference across a kink of abs/sign/relu/… is no evidence:
-        // the derivative must pass at two fresh points instead.
+    if let Some(s) = stats {
+        Stats::bump(&s.second_opinions);
+    }
+    let mut verdicts = Vec::new();
+    for k in 1..=3u64 {
+        verdicts.push(check_at(
+            p,
+            wrt,
+            order,
+            n,
+            m,
+            seed ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        )?);
+    }
+    let fails = verdicts.iter().filter(|v| matches!(v, Verdict::Fail(_))).count();
+    let kinky = KINKS.iter().any(|k| expr.contains(k));
+    if std::env::var("MATCALC_PROPTEST_VERBOSE").is_ok() {
+        eprintln!(
+            "SECOND OPINION {expr} by {wrt} order {order} n={n} m={m} seed={seed}: first {:.2e}, then {verdicts:?}",
+            report.worst
+        );
+    }
+    if fails == 0 || (fails == 1 && kinky) {
         if let Some(s) = stats {
-            Stats::bump(&s.kink_retries);
+            if verdicts.contains(&Verdict::Noise) {
+                Stats::bump(&s.noise_excused);
+            }
+            if verdicts.contains(&Verdict::Refined) {
+                Stats::bump(&s.refined_excused);
+            }
+            if fails == 1 {
+                Stats::bump(&s.kink_excused);
+            }
         }
-        let again = [1u64, 2]
-            .iter()
-            .all(|k| run(p, seed.wrapping_add(0x9e37_79b9 * k)).is_ok_and(|r| r.passed));
-        if again {
-            return Ok(());
-        }
+        return Ok(());
     }
     let worst = report
         .lines
@@ -1002,7 +1230,7 @@ pub fn check_derivative(
         .unwrap_or_default();
     Err(format!(
         "derivative of order {order} by {wrt} fails the finite-difference check at n={n} m={m}: \
-         worst {worst}"
+         worst {worst}; at three fresh points: {verdicts:?}"
     ))
 }
 
@@ -1020,20 +1248,37 @@ pub fn check_round_trip(
         .map_err(|e| format!("derive: {e}"))?
         .remove(0)
         .id;
-    if p.graph.order(d) > 2 {
+    round_trip_node(p, d, &format!("derivative (order {order}, by {wrt})"), dims, seed)
+}
+
+/// The node printed in the input language parses back (against [`DECLS`]) and
+/// evaluates to the same numbers at the same values (mapped by name).
+pub fn round_trip_node(
+    p: &Problem,
+    id: matcalc::ir::Id,
+    what: &str,
+    dims: &[(usize, usize)],
+    seed: u64,
+) -> Result<bool, String> {
+    if p.graph.order(id) > 2 {
         return Ok(false);
     }
-    let r = render::recover(&p.graph, &[d], Form::Nested, Some(p.root), &p.reserved_names());
+    let r = render::recover(&p.graph, &[id], Form::Nested, Some(p.root), &p.reserved_names());
     let (_, res) = r.lines(&Style::EXPR);
     let printed = &res[0];
+    let kind = what.split(' ').next().unwrap_or(what);
     let p2 =
-        Problem::new(printed, DECLS).map_err(|e| format!("printed derivative `{printed}` does not parse back: {e}"))?;
+        Problem::new(printed, DECLS).map_err(|e| format!("printed {kind} `{printed}` does not parse back: {e}"))?;
     for &(n, m) in dims {
         let (dv, vals) = sample(p, n, m, seed);
-        let want = evaluate(&p.graph, &[d], p.root, &vals, &dv)
-            .map_err(|e| format!("derivative node cannot be evaluated at n={n} m={m}: {e}"))?
-            .values
-            .remove(0);
+        let mut want = evaluate(&p.graph, &[id], p.root, &vals, &dv)
+            .map_err(|e| format!("{what} cannot be evaluated at n={n} m={m}: {e}"))?;
+        if !want.warnings.is_empty() {
+            // Not differentiable here (the node used a subgradient convention
+            // that the printed expression, evaluated as a function, cannot).
+            continue;
+        }
+        let want = want.values.remove(0);
         let vals2: Vec<Option<Tensor>> = p2
             .graph
             .vars
@@ -1044,15 +1289,15 @@ pub fn check_round_trip(
             })
             .collect();
         let dims2 =
-            bind_dims(&p2.graph, &vals2, &dims_of(n, m)).map_err(|e| format!("printed derivative `{printed}`: {e}"))?;
+            bind_dims(&p2.graph, &vals2, &dims_of(n, m)).map_err(|e| format!("printed {kind} `{printed}`: {e}"))?;
         let got = evaluate(&p2.graph, &[p2.root], p2.root, &vals2, &dims2)
-            .map_err(|e| format!("printed derivative `{printed}` cannot be evaluated: {e}"))?
+            .map_err(|e| format!("printed {kind} `{printed}` cannot be evaluated: {e}"))?
             .values
             .remove(0);
         let (ok, err) = close(got.data(), want.data(), 1e-8);
         if got.shape() != want.shape() || !ok {
             return Err(format!(
-                "printed derivative `{printed}` (order {order}, by {wrt}) evaluates differently \
+                "printed {kind} `{printed}` ({what}) evaluates differently \
                  at n={n} m={m} (rel. error {err:.2e}):\n  printed {:?} {:?}\n  node    {:?} {:?}",
                 got.shape(),
                 got.data(),
@@ -1064,8 +1309,32 @@ pub fn check_round_trip(
     Ok(true)
 }
 
-/// All three properties for one case.
+/// All three properties for one case; an engine panic is a failure like any other.
 pub fn run_case(c: &Case, stats: Option<&Stats>) -> Result<(), String> {
+    thread_local!(static IN_CASE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_CASE.with(|c| c.get()) {
+                default(info)
+            }
+        }));
+    });
+    IN_CASE.with(|f| f.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case_inner(c, stats)));
+    IN_CASE.with(|f| f.set(false));
+    r.unwrap_or_else(|e| {
+        let what = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Err(format!("the engine panicked: {what}"))
+    })
+}
+
+fn run_case_inner(c: &Case, stats: Option<&Stats>) -> Result<(), String> {
     if let Some(s) = stats {
         Stats::bump(&s.cases);
     }
@@ -1073,13 +1342,18 @@ pub fn run_case(c: &Case, stats: Option<&Stats>) -> Result<(), String> {
     for &(n, m) in &c.dims {
         check_value(&p, &c.expr, n, m, c.seed)?;
     }
+    round_trip_node(&p, p.root, "function", &c.dims, c.seed)?;
     if p.occurring.is_empty() {
         if let Some(s) = stats {
             Stats::bump(&s.no_variable);
         }
         return Ok(());
     }
-    let wrt = p.occurring[c.wrt_pick % p.occurring.len()].clone();
+    let wrt = match &c.wrt {
+        Some(w) if p.occurring.contains(w) => w.clone(),
+        Some(w) => return Err(format!("`{w}` does not occur")),
+        None => p.occurring[c.wrt_pick % p.occurring.len()].clone(),
+    };
     let mut orders = vec![1];
     if c.hessian && p.graph.order(p.root) == 0 {
         orders.push(2);
@@ -1107,22 +1381,38 @@ pub fn run_case(c: &Case, stats: Option<&Stats>) -> Result<(), String> {
     Ok(())
 }
 
-/// Engine bugs already pinned by a test in `tests/regressions.rs` (named
-/// here): a failure they explain is counted and printed, not failed, so the
-/// run can look for new ones. Remove an entry once the engine is fixed.
+/// Engine bugs already pinned by tests in `tests/regressions.rs`: a failure
+/// one of these explains is counted and printed at the end of the run but does
+/// not fail it (unless `MATCALC_PROPTEST_STRICT=1`), so that the run goes on
+/// looking for new bugs. Remove an entry once the engine is fixed.
 fn known_issue(msg: &str) -> Option<&'static str> {
-    let printed = msg.starts_with("printed derivative");
-    if printed && msg.contains("is not known") && (msg.contains("vector(") || msg.contains("matrix(")) {
+    let printed = msg.starts_with("printed ");
+    let parse = printed && msg.contains("does not parse back");
+    let has = |s: &str| msg.contains(s);
+    if printed && has("is not known") && (has("vector(") || has("matrix(")) {
         return Some("printed_fill_has_no_size");
     }
-    if printed && msg.contains("does not parse back") && msg.contains("*vector(") {
-        return Some("printed_outer_product_with_ones_loses_transpose");
-    }
-    if printed && msg.contains("does not parse back") && msg.contains("] = ") {
+    if parse && has("] = ") {
         return Some("printed_matrix_embeds_index_notation");
     }
-    if printed && msg.contains("does not parse back") && msg.contains("shape mismatch in `softmax`") {
+    if parse && has("shape mismatch in `softmax`") {
         return Some("printed_softmax_of_matrix");
+    }
+    if printed && has("*1./") && (has("shape mismatch in `./`") || has("evaluates differently")) {
+        return Some("printed_reciprocal_factor_without_parentheses");
+    }
+    if parse
+        && (has("a column vector times a column vector")
+            || has("a column vector times a matrix")
+            || has("transpose one side so both are columns"))
+    {
+        return Some("printed_vector_loses_transpose");
+    }
+    if parse && (has("a matrix times a row vector") || has("did you mean x*y' or x.*y?")) {
+        return Some("printed_scalar_product_inside_matrix_chain");
+    }
+    if has("the engine panicked") && has("add_assign: shapes differ") {
+        return Some("factor_common_adds_different_shapes");
     }
     None
 }
@@ -1184,16 +1474,81 @@ fn vector_and_matrix_expressions() {
     run_property("vector_and_matrix_expressions", total_cases() / 3, tops);
 }
 
-/// Reproduce one case by hand:
-/// `MATCALC_CASE='expr' [MATCALC_CASE_WRT=x] [MATCALC_CASE_DIMS='1,1;2,3'] [MATCALC_CASE_SEED=0]
-/// [MATCALC_CASE_HESSIAN=1] cargo test --test properties one_case -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn one_case() {
+/// Print a syntax tree in the input language, every compound parenthesized.
+pub fn print_ast(e: &matcalc::syntax::ast::Expr) -> String {
+    let mut kids = Vec::new();
+    e.walk_children(|c| kids.push(print_ast(c)));
+    assemble(e, &kids)
+}
+
+/// Print `e` with its children already printed as `kids`.
+fn assemble(e: &matcalc::syntax::ast::Expr, kids: &[String]) -> String {
+    use matcalc::syntax::ast::ExprKind;
+    match &e.kind {
+        ExprKind::Num(v) if *v < 0.0 => format!("({v})"),
+        ExprKind::Num(v) => format!("{v}"),
+        ExprKind::Ident(n) => n.clone(),
+        ExprKind::Neg(_) => format!("(-{})", kids[0]),
+        ExprKind::Transpose(_) => format!("{}'", kids[0]),
+        ExprKind::Binary(op, _, _) => format!("({} {} {})", kids[0], op.symbol(), kids[1]),
+        ExprKind::Call { name, .. } => format!("{name}({})", kids.join(", ")),
+        ExprKind::Matrix(_) | ExprKind::Missing => "?".to_string(),
+    }
+}
+
+/// Every expression obtained from `e` by replacing one subtree with one of its
+/// children or with a leaf.
+fn variants(e: &matcalc::syntax::ast::Expr) -> Vec<String> {
+    const LEAVES: [&str; 14] = [
+        "a", "x", "y", "z", "A", "B", "C", "S", "x'", "z'", "1", "2", "eye(n)", "eye(m)",
+    ];
+    let mut kids = Vec::new();
+    e.walk_children(|c| kids.push(c));
+    let printed: Vec<String> = kids.iter().map(|c| print_ast(c)).collect();
+    let mut out: Vec<String> = printed.clone();
+    out.extend(LEAVES.iter().map(|l| l.to_string()));
+    for (i, k) in kids.iter().enumerate() {
+        for v in variants(k) {
+            let mut parts = printed.clone();
+            parts[i] = v;
+            out.push(assemble(e, &parts));
+        }
+    }
+    out
+}
+
+/// Greedily shrink `expr` while it types and `still_fails` holds.
+pub fn minimize(expr: &str, still_fails: &dyn Fn(&str) -> bool) -> String {
+    let mut cur = print_ast(&matcalc::syntax::parse_expr(expr).expect("parses"));
+    loop {
+        let ast = matcalc::syntax::parse_expr(&cur).expect("parses");
+        let mut cands = variants(&ast);
+        cands.sort_by_key(|c| c.len());
+        cands.dedup();
+        let next = cands
+            .into_iter()
+            .filter(|c| c.len() < cur.len() && Problem::new(c, DECLS).is_ok())
+            .find(|c| still_fails(c));
+        match next {
+            Some(c) => cur = c,
+            None => return cur,
+        }
+    }
+}
+
+/// A failure's class: the known issue, or the message's first words.
+fn classify(msg: &str) -> String {
+    known_issue(msg)
+        .map(String::from)
+        .unwrap_or_else(|| msg.split_whitespace().take(5).collect::<Vec<_>>().join(" "))
+}
+
+/// The case described by `MATCALC_CASE` (expression), `MATCALC_CASE_WRT`,
+/// `MATCALC_CASE_DIMS` (`n,m;n,m`, default `1,1;2,3`), `MATCALC_CASE_SEED`,
+/// `MATCALC_CASE_HESSIAN`.
+fn case_from_env() -> Option<Case> {
     let var = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
-    let Some(expr) = var("MATCALC_CASE") else {
-        return;
-    };
+    let expr = var("MATCALC_CASE")?;
     let dims: Vec<(usize, usize)> = var("MATCALC_CASE_DIMS")
         .unwrap_or("1,1;2,3".into())
         .split(';')
@@ -1202,31 +1557,185 @@ fn one_case() {
             (a.trim().parse().unwrap(), b.trim().parse().unwrap())
         })
         .collect();
-    let seed = var("MATCALC_CASE_SEED").map_or(0, |s| s.parse().unwrap());
-    let mut p = Problem::new(&expr, DECLS).unwrap_or_else(|e| panic!("{e}"));
+    Some(Case {
+        top: gen::Ty::S,
+        expr,
+        dims: [dims[0], *dims.get(1).unwrap_or(&dims[0])],
+        wrt_pick: 0,
+        seed: var("MATCALC_CASE_SEED").map_or(0, |s| s.parse().unwrap()),
+        hessian: var("MATCALC_CASE_HESSIAN").is_some(),
+        wrt: var("MATCALC_CASE_WRT"),
+    })
+}
+
+/// Reproduce one case: `MATCALC_CASE='expr' [MATCALC_CASE_WRT=x …] cargo test
+/// --test properties one_case -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn sample_expressions() {
+    let mut runner = TestRunner::deterministic();
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    let mut lens = Vec::new();
+    for k in 0..2000 {
+        let c = case_strategy(gen::ALL.to_vec())
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        if k < 25 {
+            eprintln!("{:?}: {}", c.top, c.expr);
+        }
+        lens.push(c.expr.len());
+        for f in [
+            "sin(",
+            "cos(",
+            "tan(",
+            "asin(",
+            "acos(",
+            "atan(",
+            "exp(",
+            "log(",
+            "ln(",
+            "sqrt(",
+            "abs(",
+            "sign(",
+            "tanh(",
+            "sigmoid(",
+            "softplus(",
+            "relu(",
+            "step(",
+            "sum(",
+            "tr(",
+            "trace(",
+            "det(",
+            "logdet(",
+            "inv(",
+            "diag(",
+            "norm1(",
+            "norm2(",
+            "norm(",
+            "logsumexp(",
+            "softmax(",
+            "vector(",
+            "matrix(",
+            "eye(",
+            "^ -1",
+            "^ -2",
+            "^ 2",
+            "^ 3",
+            "^ 0)",
+            ".^",
+            "./",
+            ".*",
+            "'",
+            " / ",
+        ] {
+            if c.expr.contains(f) {
+                *counts.entry(f).or_default() += 1;
+            }
+        }
+    }
+    lens.sort();
+    eprintln!("lengths: median {}, 90% {}, max {}", lens[1000], lens[1800], lens[1999]);
+    eprintln!("cases containing each construct (of 2000): {counts:?}");
+}
+
+#[test]
+#[ignore]
+fn one_case() {
+    let Some(c) = case_from_env() else { return };
+    let mut p = Problem::new(&c.expr, DECLS).unwrap_or_else(|e| panic!("{e}"));
     let show = |p: &Problem, id| {
         let r = render::recover(&p.graph, &[id], Form::Nested, Some(p.root), &p.reserved_names());
         r.lines(&Style::EXPR).1.remove(0)
     };
     eprintln!("f = {}", show(&p, p.root));
-    let wrt = var("MATCALC_CASE_WRT").unwrap_or_else(|| p.occurring[0].clone());
-    for order in [1, 2] {
-        if order == 2 && (var("MATCALC_CASE_HESSIAN").is_none() || p.graph.order(p.root) != 0) {
-            continue;
-        }
-        let d = p.derive(&[wrt.clone()], order).unwrap().remove(0).id;
-        eprintln!("order {order} by {wrt} = {}", show(&p, d));
-    }
-    for &(n, m) in &dims {
-        eprintln!("value n={n} m={m}: {:?}", check_value(&p, &expr, n, m, seed));
-        for order in [1, 2] {
-            if order == 2 && (var("MATCALC_CASE_HESSIAN").is_none() || p.graph.order(p.root) != 0) {
-                continue;
-            }
-            let r = check_derivative(&mut p, &expr, &wrt, order, n, m, seed, None);
-            eprintln!("order {order} check n={n} m={m}: {r:?}");
-            let r = check_round_trip(&mut p, &wrt, order, &[(n, m)], seed);
-            eprintln!("order {order} round trip n={n} m={m}: {r:?}");
+    let wrt = c.wrt.clone().unwrap_or_else(|| p.occurring[0].clone());
+    for order in 1..=(1 + c.hessian as usize) {
+        if let Ok(d) = p.derive(&[wrt.clone()], order) {
+            eprintln!("order {order} by {wrt} = {}", show(&p, d[0].id));
         }
     }
+    if std::env::var("MATCALC_CASE_AUDIT").is_ok() {
+        let order = 1 + c.hessian as usize;
+        let d = p.derive(&[wrt.clone()], order).unwrap()[0].id;
+        for &(n, m) in &c.dims {
+            eprintln!("shape audit n={n} m={m}: {}", shape_audit(&p, d, n, m, c.seed));
+        }
+    }
+    let c = Case { wrt: Some(wrt), ..c };
+    eprintln!("{:?}", run_case(&c, None));
+}
+
+/// The first node (children first) whose value's shape is not its declared shape.
+fn shape_audit(p: &Problem, root: matcalc::ir::Id, n: usize, m: usize, seed: u64) -> String {
+    use matcalc::ir::Dim;
+    let g = &p.graph;
+    let (dv, vals) = sample(p, n, m, seed);
+    let declared = |id| -> Vec<usize> {
+        g.shape(id)
+            .iter()
+            .map(|d| match *d {
+                Dim::Fixed(k) => k as usize,
+                Dim::Sym(s) => dv[s as usize].unwrap_or(0),
+            })
+            .collect()
+    };
+    for id in g.topo_order(&[root]) {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            evaluate(g, &[id], p.root, &vals, &dv).map(|mut e| e.values.remove(0))
+        }));
+        let bad = match &r {
+            Ok(Ok(t)) => t.shape() != declared(id).as_slice(),
+            _ => true,
+        };
+        if bad {
+            let kids: Vec<String> = g
+                .node(id)
+                .children()
+                .iter()
+                .map(|&c| format!("{:?} {:?} shape {}", c, g.node(c), g.shape_name(g.shape(c))))
+                .collect();
+            let parents: Vec<String> = g
+                .topo_order(&[root])
+                .into_iter()
+                .filter(|&q| g.node(q).children().contains(&id))
+                .map(|q| format!("{q:?} {:?} shape {}", g.node(q), g.shape_name(g.shape(q))))
+                .collect();
+            eprintln!("parents of {id:?}: {parents:#?}");
+            return format!(
+                "node {id:?} = {:?}, declared {} ({:?}), evaluates to {:?}; children: {kids:#?}",
+                g.node(id),
+                g.shape_name(g.shape(id)),
+                declared(id),
+                r.map(|r| r.map(|t| t.shape().to_vec()))
+            );
+        }
+    }
+    "every node has its declared shape".into()
+}
+
+/// Shrink the case from the environment (see [`one_case`]) while it fails the
+/// same way: `cargo test --test properties minimize_case -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn minimize_case() {
+    let Some(c) = case_from_env() else { return };
+    let Err(msg) = run_case(&c, None) else {
+        eprintln!("the case passes");
+        return;
+    };
+    let class = classify(&msg);
+    eprintln!("failure class: {class}");
+    let small = minimize(&c.expr, &|e| {
+        let c = Case {
+            expr: e.to_string(),
+            ..c.clone()
+        };
+        run_case(&c, None).is_err_and(|m| classify(&m) == class)
+    });
+    let c = Case {
+        expr: small.clone(),
+        ..c
+    };
+    eprintln!("minimized: {small}\n{:?}", run_case(&c, None));
 }

@@ -113,10 +113,16 @@ impl Graph {
 
     /// Whether a node is a symmetric matrix by construction.
     pub fn is_symmetric(&self, id: Id) -> bool {
+        if self.order(id) != 2 {
+            return false;
+        }
         match self.node(id) {
             Node::Delta(_) => true,
             Node::Var(v) => self.vars[*v as usize].symmetric,
-            Node::Fill(_, sh) => sh.len() == 2 && sh[0] == sh[1],
+            Node::Fill(_, sh) => sh[0] == sh[1],
+            Node::Inv(x) | Node::Map(_, x) | Node::Pow(x, _) => self.is_symmetric(*x),
+            Node::Add(ts) => ts.iter().all(|&t| self.is_symmetric(t)),
+            Node::Mul(k, x, s1, _, _) if s1.is_empty() && self.order(*k) == 0 => self.is_symmetric(*x),
             _ => false,
         }
     }
@@ -314,6 +320,22 @@ impl Graph {
         if self.uniform_value(b) == Some(1.0) && s2.iter().all(|l| s1.has(*l)) {
             return self.reindex(a, s1, s3);
         }
+        // A broadcast scalar (s·𝟏) multiplied into a tensor that has all its axes
+        // is a scaling: x ⊙ (s𝟏) = s x.
+        if let Some(r) = self.unbroadcast(a, b, s1, s2, s3) {
+            return r;
+        }
+        if let Some(r) = self.unbroadcast(b, a, s2, s1, s3) {
+            return r;
+        }
+        // Scalar-valued factors float to the top of products, like constants:
+        // A (e x) = e (A x); canonical placement lets sums factor them out.
+        if let Some(r) = self.float_scalar(a, b, s1, s2, s3) {
+            return r;
+        }
+        if let Some(r) = self.float_scalar(b, a, s2, s1, s3) {
+            return r;
+        }
         // Kronecker deltas contract away.
         if let Some(r) = self.eliminate_delta(a, b, s1, s2, s3) {
             return r;
@@ -447,11 +469,46 @@ impl Graph {
         Some(self.mul(d, vb, dd, wl, s3))
     }
 
+    fn unbroadcast(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels) -> Option<Id> {
+        let Node::Mul(s, ones, t1, t2, _) = self.node(a).clone() else {
+            return None;
+        };
+        if !t1.is_empty() || self.uniform_value(ones) != Some(1.0) || !s1.iter().all(|l| s2.has(*l)) {
+            return None;
+        }
+        let _ = t2;
+        Some(self.mul(s, b, Labels::EMPTY, s2, s3))
+    }
+
+    /// `a·(s·y)` with `s` a (non-constant) scalar and `a` not a scalar: `s·(a·y)`.
+    fn float_scalar(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels) -> Option<Id> {
+        if s1.is_empty() {
+            return None;
+        }
+        let Node::Mul(x, y, t1, t2, t3) = self.node(b).clone() else {
+            return None;
+        };
+        let (s, v, tv) = if t1.is_empty() && self.order(x) == 0 && t2 == t3 {
+            (x, y, t2)
+        } else if t2.is_empty() && self.order(y) == 0 && t1 == t3 {
+            (y, x, t1)
+        } else {
+            return None;
+        };
+        if self.const_value(s).is_some() {
+            return None;
+        }
+        let _ = tv;
+        let inner = self.mul(a, v, s1, s2, s3);
+        let l = self.natural(inner);
+        Some(self.mul(s, inner, Labels::EMPTY, l, l))
+    }
+
     /// Products where both operands carry the same labels are elementwise products
     /// (summed over the labels not in the output). Flatten nested elementwise
     /// factors, add the exponents of equal bases, and rebuild if anything merged.
     fn merge_powers(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels) -> Option<Id> {
-        if s1.len() != s2.len() || !s1.iter().all(|l| s2.has(*l)) || s1.is_empty() {
+        if s1.len() != s2.len() || !s1.iter().all(|l| s2.has(*l)) {
             return None;
         }
         let mut factors: Vec<(Id, Labels)> = Vec::new();
@@ -561,7 +618,7 @@ impl Graph {
             Node::Fill(v, _) if perm => return self.fill(v.get(), shape),
             Node::Delta(n) if perm => return self.delta(n),
             Node::Delta(n) if out.len() == 1 => return self.ones(vec![n]),
-            Node::Var(_) if perm && self.is_symmetric(a) => return a,
+            _ if perm && self.is_symmetric(a) => return a,
             Node::Reindex(x, ix, ox) => {
                 let mut fresh = ia.iter().copied().max().unwrap_or(0) + 1;
                 let v: Vec<u8> = ix

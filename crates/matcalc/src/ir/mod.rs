@@ -400,6 +400,17 @@ impl Graph {
         order
     }
 
+    /// The length of the longest path from `root` to a leaf.
+    pub fn depth(&self, root: Id) -> usize {
+        let mut depth: FxHashMap<Id, usize> = FxHashMap::default();
+        for id in self.topo_order(&[root]) {
+            let mut d = 0;
+            self.node(id).for_each_child(|c| d = d.max(depth[&c]));
+            depth.insert(id, d + 1);
+        }
+        depth[&root]
+    }
+
     /// Whether `id` depends on any of the variables (by index).
     pub fn depends_on(&self, roots: &[Id], vars: &[usize]) -> Vec<bool> {
         let mut dep = vec![false; self.nodes.len()];

@@ -35,6 +35,9 @@ pub enum M {
     Pow(Box<M>, f64),
     /// A function application (`sin`, `tr`, `inv`, `diag`, `Diag`, `norm2`, `sum`, …).
     Call(&'static str, Vec<M>),
+    /// A scalar-valued factor inside a product (kept grouped: `(x'y) z`, and
+    /// its own transpose).
+    Scalar(Box<M>),
     /// Index notation, for tensors with no matrix form: the text and the order.
     Index(String),
 }
@@ -49,7 +52,7 @@ impl M {
         1 + match self {
             M::Add(v) | M::Prod(v) | M::Had(v) | M::Call(_, v) => v.iter().map(M::size).sum(),
             M::Div(a, b) => a.size() + b.size(),
-            M::T(a) | M::Pow(a, _) => a.size(),
+            M::T(a) | M::Pow(a, _) | M::Scalar(a) => a.size(),
             _ => 0,
         }
     }
@@ -102,12 +105,42 @@ pub fn prod(a: M, b: M) -> M {
             f => fs.push(f),
         }
     }
+    // Scalar factors go to the front: 2 (xᵀy) z, det(X) X⁻ᵀ.
+    let (mut scalars, rest): (Vec<M>, Vec<M>) = fs.into_iter().partition(|f| matches!(f, M::Scalar(_)));
+    scalars.extend(rest);
+    let mut fs = scalars;
     let body = match fs.len() {
         0 => return M::Num(c),
-        1 => fs.pop().unwrap(),
+        1 => match fs.pop().unwrap() {
+            M::Scalar(x) => *x,
+            f => f,
+        },
         _ => M::Prod(fs),
     };
     scale(c, body)
+}
+
+/// A scalar-valued factor for a product.
+pub fn scalar(m: M) -> M {
+    match m {
+        M::Num(_) | M::Scalar(_) => m,
+        M::Prod(mut fs) if fs.len() == 2 && fs[0].is_num() => {
+            let rest = fs.pop().unwrap();
+            prod(fs.pop().unwrap(), scalar(rest))
+        }
+        m => M::Scalar(Box::new(m)),
+    }
+}
+
+/// How many transposes a rendering shows (to pick the orientation with fewest).
+pub fn count_t(m: &M) -> usize {
+    match m {
+        M::T(x) => 1 + count_t(x),
+        M::Add(v) | M::Prod(v) | M::Had(v) | M::Call(_, v) => v.iter().map(count_t).sum(),
+        M::Div(a, b) => count_t(a) + count_t(b),
+        M::Pow(a, _) | M::Scalar(a) => count_t(a),
+        _ => 0,
+    }
 }
 
 /// Hadamard product.
@@ -144,7 +177,7 @@ pub fn transpose(m: M, order: usize, symmetric: &dyn Fn(&str) -> bool) -> M {
     }
     match m {
         M::T(x) => *x,
-        M::Num(_) | M::Eye(_) => m,
+        M::Num(_) | M::Eye(_) | M::Scalar(_) => m,
         M::Fill(..) if order == 2 => m,
         M::Name(ref n) if order == 2 && symmetric(n) => m,
         M::Call("diag", _) | M::Call("Diag", _) if order == 2 => m,
@@ -382,6 +415,9 @@ impl<'g> Recover<'g> {
 
     #[allow(clippy::too_many_arguments)]
     fn product(&mut self, id: Id, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels) -> M {
+        if self.g.order(a) > 2 || self.g.order(b) > 2 {
+            return M::Index(self.index_notation(id));
+        }
         let va = self.view(a, &s1);
         let vb = self.view(b, &s2);
         let va = self.presum(va, &|l| s2.has(l) || s3.has(l));
@@ -393,11 +429,11 @@ impl<'g> Recover<'g> {
     }
 
     /// Orient a matrix view so its labels read `[first, second]`.
-    fn orient(&self, v: &View, first: u8) -> M {
+    fn orient(&self, v: View, first: u8) -> M {
         if v.labels[0] == first {
-            v.m.clone()
+            v.m
         } else {
-            self.t(v.m.clone(), 2)
+            self.t(v.m, 2)
         }
     }
 
@@ -423,13 +459,20 @@ impl<'g> Recover<'g> {
             } else {
                 v.m
             };
-            return Some(prod(s.m, body));
+            return Some(prod(scalar(s.m), body));
         }
         if la == 1 && lb == 1 {
             let (i, j) = (a.labels[0], b.labels[0]);
             return Some(if i == j {
                 if out.is_empty() {
-                    prod(self.t(a.m, 1), b.m)
+                    // aᵀb or bᵀa: whichever shows fewer transposes.
+                    let ab = prod(self.t(a.m.clone(), 1), b.m.clone());
+                    let ba = prod(self.t(b.m, 1), a.m);
+                    if count_t(&ba) < count_t(&ab) {
+                        ba
+                    } else {
+                        ab
+                    }
                 } else if self.diag_form && (matches!(a.m, M::Name(_)) || matches!(b.m, M::Name(_))) {
                     // The scaling becomes the Diag matrix; prefer a factor that came
                     // from differentiation (c in C z) over one of the function (z).
@@ -459,7 +502,7 @@ impl<'g> Recover<'g> {
             let other = if t == p { q } else { p };
             if !out.contains(&t) {
                 // Matrix–vector product.
-                return Some(prod(self.orient(&m, other), v.m));
+                return Some(prod(self.orient(m, other), v.m));
             }
             if m.eye {
                 return Some(self.diag_of(&v));
@@ -467,9 +510,9 @@ impl<'g> Recover<'g> {
             // Diagonal scaling: v[t]·M[t,o] → Diag(v) M, or M Diag(v).
             let d = self.diag_of(&v);
             return Some(if out[0] == t {
-                prod(d, self.orient(&m, t))
+                prod(d, self.orient(m, t))
             } else {
-                prod(self.orient(&m, other), d)
+                prod(self.orient(m, other), d)
             });
         }
         // Two matrices.
@@ -481,12 +524,12 @@ impl<'g> Recover<'g> {
                 let fa = *a.labels.iter().find(|&&l| l != c).unwrap();
                 let fb = *b.labels.iter().find(|&&l| l != c).unwrap();
                 if a.eye {
-                    return Some(self.orient(&b, fb));
+                    return Some(self.orient(b, fb));
                 }
                 if b.eye {
-                    return Some(self.orient(&a, fa));
+                    return Some(self.orient(a, fa));
                 }
-                let (am, bm) = (self.orient(&a, fa), self.orient(&b, c));
+                let (am, bm) = (self.orient(a, fa), self.orient(b, c));
                 Some(if out == [fa, fb] {
                     prod(am, bm)
                 } else {
@@ -499,7 +542,7 @@ impl<'g> Recover<'g> {
                     return Some(M::Call("tr", vec![m]));
                 }
                 // Σ A[i,j] B[i,j] = tr(AᵀB); Σ A[i,j] B[j,i] = tr(AB).
-                let bm = self.orient(&b, a.labels[1]);
+                let bm = self.orient(b, a.labels[1]);
                 Some(M::Call("tr", vec![prod(a.m, bm)]))
             }
             (2, 0) => {
@@ -509,7 +552,7 @@ impl<'g> Recover<'g> {
                     let d = M::Call("diag", vec![M::Call("diag", vec![v.m])]);
                     return Some(d);
                 }
-                let bm = self.orient(&b, a.labels[0]);
+                let bm = self.orient(b, a.labels[0]);
                 let h = had(a.m, bm);
                 Some(if out[0] == a.labels[0] { h } else { self.t(h, 2) })
             }
@@ -519,8 +562,8 @@ impl<'g> Recover<'g> {
                     let v = if a.eye { b } else { a };
                     return Some(M::Call("diag", vec![v.m]));
                 }
-                let am = self.orient(&a, h);
-                let bm = self.orient(&b, h);
+                let am = self.orient(a, h);
+                let bm = self.orient(b, h);
                 Some(M::Call("diag", vec![prod(am, self.t(bm, 2))]))
             }
             _ => None,
@@ -547,6 +590,7 @@ impl<'g> Recover<'g> {
         let node = g.node(id).clone();
         match node {
             Node::Delta(_) => format!("δ[{}]", names.join(",")),
+            Node::Const(c) | Node::Fill(c, _) => super::print::number(c.get()),
             Node::Mul(a, b, s1, s2, s3) => {
                 if let (Some(c), true) = (g.const_value(a), s1.is_empty()) {
                     let inner = self.einsum_text(b, &relabel(&s2, &s3, names, &mut Vec::new()), next);

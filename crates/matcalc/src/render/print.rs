@@ -79,6 +79,10 @@ fn prec(m: &M) -> u8 {
         M::Num(c) if *c < 0.0 => P_NEG,
         M::Pow(..) => P_POW,
         M::T(_) => 4,
+        M::Scalar(x) => match **x {
+            M::Name(_) | M::Call(..) | M::Num(_) => P_ATOM,
+            _ => P_NEG + 1,
+        },
         _ => P_ATOM,
     }
 }
@@ -97,6 +101,15 @@ fn paren(m: &M, s: &Style, min: u8, out: &mut String) {
         out.push_str(if s.flavour == Flavour::Latex { "\\right)" } else { ")" });
     } else {
         go(m, s, out);
+    }
+}
+
+/// `b^p`, with `p = 1/2` as a square root.
+fn pow_m(b: M, p: f64) -> M {
+    match p {
+        1.0 => b,
+        0.5 => M::Call("sqrt", vec![b]),
+        _ => M::Pow(Box::new(b), p),
     }
 }
 
@@ -241,11 +254,13 @@ fn go(m: &M, s: &Style, out: &mut String) {
                     rest = &fs[1..];
                 }
             }
+            // −x ⊙ y needs no parentheses: negation commutes with elementwise products.
+            let lone_had = rest.len() == 1 && matches!(rest[0], M::Had(_)) && fs.len() == 2;
             for (k, f) in rest.iter().enumerate() {
                 if k > 0 {
                     out.push_str(s.mul);
                 }
-                paren(f, s, P_NEG + 1, out);
+                paren(f, s, if lone_had { P_MUL } else { P_NEG + 1 }, out);
             }
         }
         M::Had(fs) => {
@@ -254,8 +269,7 @@ fn go(m: &M, s: &Style, out: &mut String) {
             let den: Vec<M> = den
                 .into_iter()
                 .map(|f| match f {
-                    M::Pow(b, p) if *p == -1.0 => (**b).clone(),
-                    M::Pow(b, p) => M::Pow(b.clone(), -p),
+                    M::Pow(b, p) => pow_m((**b).clone(), -p),
                     _ => unreachable!(),
                 })
                 .collect();
@@ -278,10 +292,22 @@ fn go(m: &M, s: &Style, out: &mut String) {
             out.push_str(s.ediv);
             paren(b, s, P_NEG + 1, out);
         }
-        M::T(x) => {
-            paren(x, s, P_ATOM, out);
-            out.push_str(s.transpose);
-        }
+        M::T(x) => match (&**x, s.flavour) {
+            // X⁻ᵀ rather than a double superscript.
+            (M::Call("inv", a), Flavour::Latex) => {
+                paren(&a[0], s, P_ATOM, out);
+                out.push_str("^{-\\top}");
+            }
+            (M::Call("inv", a), Flavour::Text) => {
+                paren(&a[0], s, P_ATOM, out);
+                out.push_str("⁻ᵀ");
+            }
+            _ => {
+                paren(x, s, P_ATOM, out);
+                out.push_str(s.transpose);
+            }
+        },
+        M::Pow(_, p) if *p < 0.0 => go(&M::Had(vec![m.clone()]), s, out),
         M::Pow(b, p) => {
             paren(b, s, P_ATOM, out);
             match s.flavour {
@@ -328,5 +354,14 @@ fn go(m: &M, s: &Style, out: &mut String) {
             }
         }
         M::Index(t) => out.push_str(t),
+        M::Scalar(x) => {
+            if prec(x) < P_POW {
+                out.push_str(if latex { "\\left(" } else { "(" });
+                go(x, s, out);
+                out.push_str(if latex { "\\right)" } else { ")" });
+            } else {
+                go(x, s, out);
+            }
+        }
     }
 }

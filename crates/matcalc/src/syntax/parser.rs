@@ -24,7 +24,7 @@ use crate::syntax::lexer::{describe, Lexer, Tok, Token};
 pub const MAX_DEPTH: usize = 1000;
 
 /// Largest source text accepted, in bytes (4 MiB).
-pub const MAX_LEN: usize = 4 << 20;
+pub const MAX_LEN: usize = 1 << 20;
 
 /// What an operator token does where it appears.
 #[derive(Clone, Copy, Debug, PartialEq)]
