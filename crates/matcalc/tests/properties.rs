@@ -1739,3 +1739,39 @@ fn minimize_case() {
     };
     eprintln!("minimized: {small}\n{:?}", run_case(&c, None));
 }
+
+#[test]
+#[ignore]
+fn debug_printed_eval() {
+    let Some(c) = case_from_env() else { return };
+    let p = Problem::new(&c.expr, DECLS).unwrap();
+    let dims: Vec<String> = p
+        .graph
+        .dims
+        .iter()
+        .map(|d| format!("{} {:?} assumed={}", d.name, d.range, d.assumed))
+        .collect();
+    eprintln!("dims: {dims:?}");
+    let (dv, vals) = sample(&p, c.dims[0].0, c.dims[0].1, c.seed);
+    eprintln!("sampled dims {dv:?}");
+    let b = bind_dims(&p.graph, &vals, &dims_of(c.dims[0].0, c.dims[0].1));
+    eprintln!("bound dims {b:?}");
+    if let Ok(b) = b {
+        eprintln!(
+            "value {:?}",
+            evaluate(&p.graph, &[p.root], p.root, &vals, &b).map(|e| e.values)
+        );
+    }
+    eprintln!(
+        "value at sampled dims {:?}",
+        evaluate(&p.graph, &[p.root], p.root, &vals, &dv).map(|e| e.values)
+    );
+    eprintln!("values {vals:?}");
+    for id in p.graph.topo_order(&[p.root]) {
+        eprintln!(
+            "  {id:?} = {:?} : {}",
+            p.graph.node(id),
+            p.graph.shape_name(p.graph.shape(id))
+        );
+    }
+}

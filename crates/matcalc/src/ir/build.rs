@@ -448,25 +448,20 @@ impl Graph {
         }
         let f = |l: u8| map[l as usize];
         let (dd, vv) = (td.map(f), tv.map(f));
-        // Labels that must survive v·b: those of the output or of the delta.
-        let need = |l: &u8| s3.has(*l) || dd.has(*l);
-        let mut w: Vec<u8> = Vec::new();
-        for &l in vv.iter().chain(s2.iter()) {
-            if need(&l) && !w.contains(&l) {
-                w.push(l);
-            }
-        }
-        let wl = Labels::from_slice(&w);
-        // Only worth it when the delta then eliminates.
+        let _ = d;
+        // δ[x,y] with y summed: rename y to x in both other factors, provided
+        // neither factor carries both (that would be a diagonal, not a rename).
         let (p, q) = (dd[0], dd[1]);
-        let eliminates = [(p, q), (q, p)]
-            .iter()
-            .any(|&(x, y)| wl.has(x) && !s3.has(x) && !wl.has(y));
-        if !eliminates || w.len() > super::labels::MAX_ORDER {
-            return None;
+        for (x, y) in [(p, q), (q, p)] {
+            let appears = vv.has(y) || s2.has(y);
+            let both = (vv.has(x) && vv.has(y)) || (s2.has(x) && s2.has(y));
+            if s3.has(y) || !appears || both {
+                continue;
+            }
+            let r = |l: u8| if l == y { x } else { l };
+            return Some(self.mul(v, b, vv.map(r), s2.map(r), s3));
         }
-        let vb = self.mul(v, b, vv, s2, wl);
-        Some(self.mul(d, vb, dd, wl, s3))
+        None
     }
 
     fn unbroadcast(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels) -> Option<Id> {

@@ -593,7 +593,7 @@ impl<'g> Recover<'g> {
             Node::Const(c) | Node::Fill(c, _) => super::print::number(c.get()),
             Node::Mul(a, b, s1, s2, s3) => {
                 if let (Some(c), true) = (g.const_value(a), s1.is_empty()) {
-                    let inner = self.einsum_text(b, &relabel(&s2, &s3, names, &mut Vec::new()), next);
+                    let inner = self.einsum_text(b, &relabel(&s2, &s3, names, &[]), next);
                     return match c {
                         -1.0 => format!("−{inner}"),
                         _ => format!("{}·{inner}", super::print::number(c)),
@@ -605,8 +605,8 @@ impl<'g> Recover<'g> {
                         extra.push((l, fresh(next)));
                     }
                 }
-                let na = relabel(&s1, &s3, names, &mut extra);
-                let nb = relabel(&s2, &s3, names, &mut extra);
+                let na = relabel(&s1, &s3, names, &extra);
+                let nb = relabel(&s2, &s3, names, &extra);
                 let ta = self.einsum_text(a, &na, next);
                 let tb = self.einsum_text(b, &nb, next);
                 let sum = if extra.is_empty() {
@@ -623,7 +623,7 @@ impl<'g> Recover<'g> {
                         extra.push((l, fresh(next)));
                     }
                 }
-                let na = relabel(&ia, &out, names, &mut extra);
+                let na = relabel(&ia, &out, names, &extra);
                 let ta = self.einsum_text(a, &na, next);
                 if extra.is_empty() {
                     ta
@@ -680,7 +680,7 @@ fn index_name(k: usize) -> String {
 
 /// Names for an operand's labels: output labels take the caller's names, the
 /// others the fresh summation names in `extra`.
-fn relabel(ls: &[u8], out: &[u8], names: &[String], extra: &mut Vec<(u8, String)>) -> Vec<String> {
+fn relabel(ls: &[u8], out: &[u8], names: &[String], extra: &[(u8, String)]) -> Vec<String> {
     ls.iter()
         .map(|l| match out.iter().position(|o| o == l) {
             Some(p) => names[p].clone(),

@@ -77,6 +77,7 @@ fn prec(m: &M) -> u8 {
         },
         M::Had(_) | M::Div(..) => P_MUL,
         M::Num(c) if *c < 0.0 => P_NEG,
+        M::Pow(_, p) if *p < 0.0 => P_MUL,
         M::Pow(..) => P_POW,
         M::T(_) => 4,
         M::Scalar(x) => match **x {
@@ -255,7 +256,7 @@ fn go(m: &M, s: &Style, out: &mut String) {
                 }
             }
             // −x ⊙ y needs no parentheses: negation commutes with elementwise products.
-            let lone_had = rest.len() == 1 && matches!(rest[0], M::Had(_)) && fs.len() == 2;
+            let lone_had = rest.len() == 1 && matches!(rest[0], M::Had(_) | M::Div(..) | M::Pow(_, _)) && fs.len() == 2;
             for (k, f) in rest.iter().enumerate() {
                 if k > 0 {
                     out.push_str(s.mul);
