@@ -16,6 +16,21 @@
 
 use super::{Dim, Func, Graph, Id, Labels, Node, Shape, F64};
 
+/// Canonical labels of a product: output labels 0.., then the rest by first
+/// appearance in the operands.
+fn canonical_labels(s1: Labels, s2: Labels, s3: Labels) -> (Labels, Labels, Labels) {
+    let mut map = [u8::MAX; 256];
+    let mut next = 0u8;
+    for &l in s3.iter().chain(s1.iter()).chain(s2.iter()) {
+        if map[l as usize] == u8::MAX {
+            map[l as usize] = next;
+            next += 1;
+        }
+    }
+    let f = |l: u8| map[l as usize];
+    (s1.map(f), s2.map(f), s3.map(f))
+}
+
 impl Graph {
     // ---------------------------------------------------------------- leaves
 
@@ -374,17 +389,36 @@ impl Graph {
 
     fn intern_mul(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels, shape: Shape) -> Id {
         let (a, b, s1, s2) = if a > b { (b, a, s2, s1) } else { (a, b, s1, s2) };
-        // Canonical labels: output labels 0.., then the rest by first appearance.
-        let mut map = [u8::MAX; 256];
-        let mut next = 0u8;
-        for &l in s3.iter().chain(s1.iter()).chain(s2.iter()) {
-            if map[l as usize] == u8::MAX {
-                map[l as usize] = next;
-                next += 1;
+        // A symmetric operand reads the same either way round: pick the
+        // orientation whose canonical labels are smallest, so S[i,j] and S[j,i]
+        // give one node.
+        let swap = |l: Labels| Labels::from_slice(&[l[1], l[0]]);
+        // Every variant is expressed in the original label space, then canonicalized.
+        let mut variants = vec![(s1, s2)];
+        if self.is_symmetric(a) {
+            variants.push((swap(s1), s2));
+        }
+        if self.is_symmetric(b) {
+            let n = variants.len();
+            for k in 0..n {
+                let (v1, v2) = variants[k];
+                variants.push((v1, swap(v2)));
             }
         }
-        let f = |l: u8| map[l as usize];
-        self.intern(Node::Mul(a, b, s1.map(f), s2.map(f), s3.map(f)), shape)
+        if a == b {
+            let n = variants.len();
+            for k in 0..n {
+                let (v1, v2) = variants[k];
+                variants.push((v2, v1));
+            }
+        }
+        let best = variants
+            .into_iter()
+            .map(|(v1, v2)| canonical_labels(v1, v2, s3))
+            .min()
+            .expect("one variant");
+        let (s1, s2, s3) = best;
+        self.intern(Node::Mul(a, b, s1, s2, s3), shape)
     }
 
     /// `δ[p,q]·b[s2]` where one delta label is contracted into `b` and the other

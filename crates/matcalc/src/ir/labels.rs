@@ -7,7 +7,7 @@ use std::ops::Deref;
 pub const MAX_ORDER: usize = 12;
 
 /// An inline list of distinct index labels (at most [`MAX_ORDER`]).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct Labels {
     len: u8,
     items: [u8; MAX_ORDER],

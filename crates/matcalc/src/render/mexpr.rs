@@ -180,6 +180,7 @@ pub fn transpose(m: M, order: usize, symmetric: &dyn Fn(&str) -> bool) -> M {
         M::Num(_) | M::Eye(_) | M::Scalar(_) => m,
         M::Fill(..) if order == 2 => m,
         M::Name(ref n) if order == 2 && symmetric(n) => m,
+        M::Call("inv", ref a) if order == 2 && matches!(&a[0], M::Name(n) if symmetric(n)) => m,
         M::Call("diag", _) | M::Call("Diag", _) if order == 2 => m,
         M::Prod(fs) => {
             // In a vector-valued product the last factor is the vector; every
@@ -302,7 +303,18 @@ impl<'g> Recover<'g> {
             }
             Node::Delta(n) => M::Eye(self.dim(n)),
             Node::Add(ts) => {
-                let terms: Vec<M> = ts.iter().map(|&t| self.convert(t)).collect();
+                // A broadcast scalar term (s·𝟏) is written as the scalar: A x − b.
+                let terms: Vec<M> = ts
+                    .iter()
+                    .map(|&t| match g.node(t) {
+                        Node::Mul(s, ones, s1, _, _)
+                            if s1.is_empty() && g.order(*s) == 0 && g.uniform_value(*ones) == Some(1.0) =>
+                        {
+                            self.convert(*s)
+                        }
+                        _ => self.convert(t),
+                    })
+                    .collect();
                 let mut flat = Vec::new();
                 for t in terms {
                     match t {
@@ -332,6 +344,12 @@ impl<'g> Recover<'g> {
                     return if order == 2 && ia[0] == out[1] { self.t(x, 2) } else { x };
                 }
                 if out.is_empty() {
+                    // Σ x² = ‖x‖².
+                    if let Node::Pow(y, p) = g.node(a) {
+                        if p.get() == 2.0 {
+                            return M::Pow(Box::new(M::Call("norm2", vec![self.convert(*y)])), 2.0);
+                        }
+                    }
                     return M::Call("sum", vec![x]);
                 }
                 // Row or column sums of a matrix: A·1 or Aᵀ·1.
@@ -350,6 +368,15 @@ impl<'g> Recover<'g> {
                 if let Node::Mul(x, y, s1, s2, s3) = g.node(a) {
                     if p == 0.5 && x == y && s1 == s2 && s3.is_empty() {
                         return M::Call("norm2", vec![self.convert(*x)]);
+                    }
+                }
+                // sqrt(Σ x²) = ‖x‖, and its powers.
+                if let Node::Reindex(y, _, out) = g.node(a) {
+                    if let (Node::Pow(z, two), true) = (g.node(*y), out.is_empty()) {
+                        if two.get() == 2.0 {
+                            let n = M::Call("norm2", vec![self.convert(*z)]);
+                            return if p == 0.5 { n } else { M::Pow(Box::new(n), 2.0 * p) };
+                        }
                     }
                 }
                 let x = self.convert(a);

@@ -312,6 +312,15 @@ fn go(m: &M, s: &Style, out: &mut String) {
         M::Pow(b, p) => {
             paren(b, s, P_ATOM, out);
             match s.flavour {
+                // Powers of scalar-valued functions read as scalar powers.
+                Flavour::Expr
+                    if matches!(
+                        &**b,
+                        M::Call("norm2" | "sum" | "tr" | "det" | "logdet" | "logsumexp" | "norm1", _)
+                    ) =>
+                {
+                    write!(out, "^{}", number(*p)).unwrap()
+                }
                 Flavour::Expr => write!(out, ".^{}", number(*p)).unwrap(),
                 Flavour::Text => match superscript(*p) {
                     Some(sup) => out.push_str(&sup),

@@ -1,0 +1,141 @@
+//! Failures found by the property tests (`tests/properties.rs`), minimized.
+//! Each test asserts the correct behaviour, so it fails until the engine is
+//! fixed. Variables are those of `properties::DECLS`:
+//! `x, y: vector(n); z: vector(m); a, b: scalar; A: n×n; B: n×m; C: m×n; S: symmetric(n)`.
+//! Dimensions are given as (n, m) pairs.
+
+#[path = "properties.rs"]
+#[allow(unused)]
+mod properties;
+
+use properties::{assert_derivative_checks, assert_derivative_round_trip, assert_function_round_trip, assert_value};
+
+// ---------------------------------------------------------------- simplification
+
+/// `b*sum(vector(a) + 0*x)` = n·a·b, but the engine lowers it to `b*a`.
+/// `unbroadcast` (ir/build.rs) takes `Mul(a, 𝟏, ·, [i], ·)` — a·Σᵢ1, the ones
+/// summed away — for a broadcast a·𝟏 and drops the factor n: it ignores the
+/// inner product's output labels.
+#[test]
+fn unbroadcast_drops_summed_ones() {
+    assert_value("b*sum(vector(a) + 0*x)", &[(2, 3), (3, 1)]);
+    assert_value("b*sum(a*matrix(1) + B - B)", &[(2, 3)]);
+}
+
+/// The Hessian by x of `(x*x'*x)'*B*(z*x'*x)` panics when n ≠ m
+/// (`add_assign: shapes differ`): `factor_common` (ir/build.rs) turns
+/// P·Σ(x⊙u) + P·Σ(z⊙v) into P·Σ(x⊙u + z⊙v), adding an n-vector and an
+/// m-vector; its grouping key does not include the shape of the other operand.
+/// With n = m the values happen to be right.
+#[test]
+fn factor_common_adds_different_shapes() {
+    assert_derivative_checks("(x*x'*x)'*B*(z*x'*x)", "x", 2, &[(1, 2), (2, 3)]);
+}
+
+/// The Jacobian by A of the outer product `z*diag(A)'` (an order-4 tensor)
+/// trips the debug assertion in `Graph::mul` that contracted labels have equal
+/// sizes when n ≠ m: a delta from differentiating `diag(A)` is contracted
+/// against z's axis.
+#[test]
+fn outer_product_with_diag_jacobian_mixes_dimensions() {
+    assert_derivative_checks("z*diag(A)'", "A", 1, &[(2, 3)]);
+}
+
+// ---------------------------------------------------------------- numeric check
+
+/// `check --order 2` of `norm2(relu(x - y))` at n = 1 errors with "division
+/// by zero in 1./norm2(relu(x - y))" whenever x < y at a sampled point: the
+/// finite differences of the gradient (`fd` in eval/check.rs) evaluate it with
+/// itself as the primal node, so the subgradient convention 0·∞ = 0 that the
+/// first evaluation used does not apply. `fd` should pass the function's root.
+#[test]
+fn check_order_two_treats_gradient_as_primal() {
+    assert_derivative_checks("norm2(relu(x - y))", "x", 2, &[(1, 1)]);
+}
+
+// ---------------------------------------------------------------- printing (expr)
+
+/// `∂ sum(A*y)/∂A` prints as `vector(1)*y'`, whose length the text does not
+/// determine: parsed back it gets a fresh dimension with no value. Same for
+/// zero derivatives printed as `matrix(0)` / `vector(0)`.
+#[test]
+fn printed_fill_has_no_size() {
+    assert_derivative_round_trip("sum(A*y)", "A", 1, &[(2, 3)]);
+}
+
+/// `a + exp(B - B)` (an n×m matrix: a + 1 in every entry) prints as `1 + a`,
+/// a scalar: a sum of broadcast constants and scalars loses its shape (the Add
+/// rule of `Recover::convert_def` writes constant-filled terms as numbers).
+#[test]
+fn printed_broadcast_loses_shape() {
+    assert_function_round_trip("a + exp(B - B)", &[(2, 3)]);
+}
+
+/// The Hessian of `a*(x'*y)` by x is the zero n×n matrix, printed `matrix(0)`.
+#[test]
+fn printed_zero_hessian_has_no_size() {
+    assert_derivative_round_trip("a*(x'*y)", "x", 2, &[(2, 3)]);
+}
+
+/// `∂ sum(sin(x*x')*y)/∂x` prints `… + cos(x*x').*(y*vector(1)))*x`: the outer
+/// product y·𝟏ᵀ lost its transpose. `mexpr::transpose` of a product chain
+/// transposes every non-final factor as a matrix, and `Fill` (like `diag(…)`)
+/// is its own transpose only as a matrix, so a ones *vector* in first position
+/// of an outer product comes out untransposed.
+#[test]
+fn printed_outer_product_with_ones_loses_transpose() {
+    assert_derivative_round_trip("sum(sin(x*x')*y)", "x", 1, &[(2, 3)]);
+}
+
+/// `sum(B.*(diag(A)*z'))` prints as `tr(B*z*diag(A))`: the vector `diag(A)`
+/// in an outer product lost its transpose (same cause as above: the
+/// `Call("diag")` rule of `mexpr::transpose` assumes a Diag matrix).
+#[test]
+fn printed_diag_vector_loses_transpose() {
+    assert_function_round_trip("sum(B.*(diag(A)*z'))", &[(2, 3)]);
+}
+
+/// `x*(z + a)'*C*y` prints as `x*(z' + vector(1)*a)*C*y`: transposing the
+/// broadcast `a*vector(1)` (a product chain whose *last* factor is the scalar)
+/// transposes the scalar instead of the vector.
+#[test]
+fn printed_broadcast_sum_loses_transpose() {
+    assert_function_round_trip("x*(z + a)'*C*y", &[(2, 3)]);
+    assert_derivative_round_trip("x*(z + a)'*C*y", "y", 1, &[(2, 3)]);
+}
+
+/// `∂ sqrt(1 + (y'*A*y)^2)/∂y` prints `… + A*y'*A'*y*(1 + (y'*A'*y).^2).^-0.5*y`:
+/// the scalar y'A'y is flattened into the matrix chain between `A` and `y`
+/// (`A*y'` does not type). A scalar-valued product must stay parenthesized
+/// (or move to the front) inside a longer chain.
+#[test]
+fn printed_scalar_product_inside_matrix_chain() {
+    assert_derivative_round_trip("sqrt(1 + (y'*A*y)^2)", "y", 1, &[(2, 3)]);
+}
+
+/// The Jacobian of `sin(x*y'*y)` by y (an n×n matrix) prints as
+/// `diag(cos(x*y'*y))*x*y' + [i,j,k] = y[k] δ[i,j] cos(x yᵀ y)[j]*x`: an
+/// order-3 intermediate of the derivative is spliced in index notation into a
+/// matrix expression. Either the simplifier should contract it away or the
+/// printer should write the whole result in one notation.
+#[test]
+fn printed_matrix_embeds_index_notation() {
+    assert_derivative_round_trip("sin(x*y'*y)", "y", 1, &[(2, 3)]);
+}
+
+/// `∂ logsumexp(C)/∂C` prints as `softmax(C)`, but the language rejects
+/// `softmax` of a matrix ("softmax takes a vector") although the IR's softmax
+/// works over all entries.
+#[test]
+fn printed_softmax_of_matrix() {
+    assert_derivative_round_trip("logsumexp(C)", "C", 1, &[(2, 3)]);
+}
+
+/// Seen while the printer was being changed: `sum(B ./ softplus(B))` printed
+/// as `tr(B*1./softplus(B'))`, which parses as `(B*1)./softplus(B')`. Fixed
+/// since (now `tr(B*(1./softplus(B')))`); kept as a guard.
+#[test]
+fn printed_reciprocal_factor_needs_parentheses() {
+    assert_function_round_trip("sum(B ./ softplus(B))", &[(2, 3), (2, 2)]);
+    assert_function_round_trip("inv(A*A' + eye(n))*(exp(tanh(x)) .^ -0.5)", &[(2, 3)]);
+}
