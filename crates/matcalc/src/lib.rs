@@ -6,6 +6,7 @@ pub mod eval;
 pub mod syntax;
 
 pub use error::{Error, ErrorKind, Result};
+pub mod codegen;
 pub mod diff;
 pub mod ir;
 pub mod problem;

@@ -227,15 +227,23 @@ impl<'a> Typer<'a> {
     }
 
     fn show(&mut self, ty: Ty, g: &Graph) -> String {
-        let dn = |t: &mut Typer, d: TD| t.u.get(d).map(|d| g.dim_name(d)).unwrap_or_else(|| "?".into());
+        // Unknown sizes are left out rather than shown as "?".
+        let dn = |t: &mut Typer, d: TD| t.u.get(d).map(|d| g.dim_name(d));
         match ty.kind {
             Kind::Scalar => "a scalar".to_string(),
-            Kind::Col => format!("a column vector of length {}", dn(self, ty.d[0])),
-            Kind::Row => format!("a row vector of length {}", dn(self, ty.d[0])),
-            Kind::Mat => {
-                let (a, b) = (dn(self, ty.d[0]), dn(self, ty.d[1]));
-                format!("a {a}×{b} matrix")
+            Kind::Col | Kind::Row => {
+                let kind = if ty.kind == Kind::Col { "column" } else { "row" };
+                match dn(self, ty.d[0]) {
+                    Some(n) => format!("a {kind} vector of length {n}"),
+                    None => format!("a {kind} vector"),
+                }
             }
+            Kind::Mat => match (dn(self, ty.d[0]), dn(self, ty.d[1])) {
+                (Some(a), Some(b)) => format!("a {a}×{b} matrix"),
+                (Some(a), None) => format!("a matrix with {a} rows"),
+                (None, Some(b)) => format!("a matrix with {b} columns"),
+                (None, None) => "a matrix".to_string(),
+            },
         }
     }
 
@@ -251,7 +259,30 @@ impl<'a> Typer<'a> {
             e = e.label(x.span, Origin::Expr, format!("this is {s}"));
         }
         e.labels.remove(0);
-        e.hint(hint)
+        // Undeclared names took their kind from the naming convention: say so,
+        // and how to declare them otherwise.
+        let mut notes = Vec::new();
+        for (x, _) in parts {
+            if let ExprKind::Ident(n) = &x.kind {
+                if let Some(v) = self.vars.get(n) {
+                    if !v.declared {
+                        let kind = match v.kind {
+                            Kind::Scalar => "a scalar",
+                            Kind::Col | Kind::Row => "a vector",
+                            Kind::Mat => "a matrix",
+                        };
+                        notes.push(format!(
+                            "`{n}` is not declared, so it was taken to be {kind} (a–g scalars, h–z vectors, A–Z matrices); declare it otherwise, e.g. --decl '{n}: vector(n)'"
+                        ));
+                    }
+                }
+            }
+        }
+        if notes.is_empty() {
+            e.hint(hint)
+        } else {
+            e.hint(format!("{hint}; {}", notes.join("; ")))
+        }
     }
 
     fn unify_or(&mut self, a: TD, b: TD, err: impl FnOnce(&mut Self) -> Error) -> Result<()> {
@@ -528,28 +559,52 @@ impl<'a> Typer<'a> {
             }
             Ok(())
         };
+
         if name == "eye" {
             arity(1)?;
-            let d = match &args[0].kind {
-                ExprKind::Num(n) if *n >= 0.0 && n.fract() == 0.0 => self.u.known(Dim::Fixed(*n as u64)),
-                ExprKind::Ident(s) if !self.vars.contains_key(s) => {
-                    self.dim_syms.entry(s.clone()).or_insert((None, args[0].span));
-                    let sym = g.dim_symbol(s, None, false);
-                    self.u.known(sym)
-                }
-                _ => {
-                    return Err(Error::at(
-                        ErrorKind::Syntax,
-                        args[0].span,
-                        "eye takes a size: a whole number or a dimension name",
-                    )
-                    .hint("e.g. eye(3) or eye(n)"))
-                }
-            };
+            let d = self.dim_arg(&args[0], g, name)?;
             return Ok(Ty {
                 kind: Kind::Mat,
                 d: [d, d],
             });
+        }
+        if name == "vector" || name == "matrix" {
+            // vector(c) / matrix(c) take their size from context; vector(c, n) and
+            // matrix(c, m, n) state it.
+            let full = if name == "vector" { 2 } else { 3 };
+            if args.len() != 1 && args.len() != full {
+                return Err(Error::at(
+                    ErrorKind::Syntax,
+                    e.span,
+                    format!("`{name}` takes 1 or {full} arguments"),
+                )
+                .hint(if name == "vector" {
+                    "vector(c) or vector(c, n)"
+                } else {
+                    "matrix(c) or matrix(c, m, n)"
+                }));
+            }
+            let t = self.infer(&args[0], g)?;
+            if t.kind != Kind::Scalar {
+                let parts = [(&args[0], t)];
+                return Err(self.mismatch(
+                    g,
+                    e.span,
+                    &format!("`{name}`"),
+                    &parts,
+                    &format!("{name}(c) fills with a scalar c"),
+                ));
+            }
+            let mut d = [0, 0];
+            for k in 0..full - 1 {
+                d[k] = if args.len() == full {
+                    self.dim_arg(&args[k + 1], g, name)?
+                } else {
+                    self.u.fresh()
+                };
+            }
+            let kind = if name == "vector" { Kind::Col } else { Kind::Mat };
+            return Ok(Ty { kind, d });
         }
         if !ELEMENTWISE.contains(&name) && !FUNCTIONS.contains(&name) {
             let mut e = Error::at(ErrorKind::Name, name_span, format!("unknown function `{name}`"));
@@ -600,36 +655,28 @@ impl<'a> Typer<'a> {
                 }
                 Kind::Scalar => t,
             },
-            "softmax" => match t.kind {
-                Kind::Col | Kind::Row | Kind::Scalar => t,
-                Kind::Mat => {
-                    return Err(self.mismatch(g, e.span, "`softmax`", &parts, "softmax takes a vector"));
-                }
-            },
-            "vector" | "matrix" => {
-                if t.kind != Kind::Scalar {
-                    return Err(self.mismatch(
-                        g,
-                        e.span,
-                        &format!("`{name}`"),
-                        &parts,
-                        &format!("{name}(c) fills with a scalar c"),
-                    ));
-                }
-                if name == "vector" {
-                    Ty {
-                        kind: Kind::Col,
-                        d: [self.u.fresh(), 0],
-                    }
-                } else {
-                    Ty {
-                        kind: Kind::Mat,
-                        d: [self.u.fresh(), self.u.fresh()],
-                    }
-                }
-            }
+            // Of a matrix: normalized over all entries.
+            "softmax" => t,
             _ => unreachable!("function table and match disagree on `{name}`"),
         })
+    }
+
+    /// A size argument: a whole number or a dimension name.
+    fn dim_arg(&mut self, a: &Expr, g: &mut Graph, name: &str) -> Result<TD> {
+        match &a.kind {
+            ExprKind::Num(n) if *n >= 0.0 && n.fract() == 0.0 => Ok(self.u.known(Dim::Fixed(*n as u64))),
+            ExprKind::Ident(s) if !self.vars.contains_key(s) => {
+                self.dim_syms.entry(s.clone()).or_insert((None, a.span));
+                let sym = g.dim_symbol(s, None, false);
+                Ok(self.u.known(sym))
+            }
+            _ => Err(Error::at(
+                ErrorKind::Syntax,
+                a.span,
+                "expected a size: a whole number or a dimension name",
+            )
+            .hint(format!("e.g. {name}(3) or {name}(n)"))),
+        }
     }
 
     /// Bind every unresolved dimension to a fresh symbol.

@@ -123,6 +123,27 @@ fn printed_matrix_embeds_index_notation() {
     assert_derivative_round_trip("sin(x*y'*y)", "y", 1, &[(2, 3)]);
 }
 
+/// The Jacobian of `diag(diag(x))` by x is the identity, but it prints as
+/// `[i,j] = Σ_k δ[j,k] δ[i,j] δ[j,k]` (index notation for a matrix, with a
+/// squared delta not contracted); scaled, as `2*[i,j] = …`
+/// (`softmax(diag(diag(x + x)))`).
+#[test]
+fn printed_jacobian_of_diag_diag_in_index_notation() {
+    assert_derivative_round_trip("diag(diag(x))", "x", 1, &[(2, 3)]);
+    assert_derivative_round_trip("softmax(diag(diag(x + x)))", "x", 1, &[(2, 3)]);
+}
+
+/// `diag(diag(z))` is a vector, but `mexpr::transpose` treats every
+/// `diag(…)` met at matrix order as a (symmetric) Diag matrix: transposed twice
+/// on the way through a product chain, `x*y'*(B + y*diag(diag(z))')` prints as
+/// `x*y'*(B + y*diag(diag(z)))`, and the derivative of
+/// `logdet(tanh(diag(A)*(A*x)'))` by A contains `tanh(A*x*diag(A))`.
+#[test]
+fn printed_diag_of_matrix_loses_transpose_in_chain() {
+    assert_function_round_trip("x*y'*(B + y*diag(diag(z))')", &[(2, 3)]);
+    assert_derivative_round_trip("logdet(tanh(diag(A)*(A*x)'))", "A", 1, &[(1, 2)]);
+}
+
 /// `∂ logsumexp(C)/∂C` prints as `softmax(C)`, but the language rejects
 /// `softmax` of a matrix ("softmax takes a vector") although the IR's softmax
 /// works over all entries.

@@ -199,14 +199,25 @@ fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
 
 /// Central difference of `f` at `vars` in direction `dir` of variable `vi`, with
 /// Richardson extrapolation (error O(h⁴)).
-fn fd(g: &Graph, f: Id, vars: &[Option<Tensor>], vi: usize, dir: &Tensor, dims: &DimValues) -> Result<Tensor> {
+/// `root` is the function itself: derivative nodes evaluated here keep the
+/// subgradient conventions that the derivative's own evaluation used.
+#[allow(clippy::too_many_arguments)]
+fn fd(
+    g: &Graph,
+    f: Id,
+    root: Id,
+    vars: &[Option<Tensor>],
+    vi: usize,
+    dir: &Tensor,
+    dims: &DimValues,
+) -> Result<Tensor> {
     let x = vars[vi].as_ref().expect("sampled");
     let scale = x.data().iter().fold(1.0f64, |m, v| m.max(v.abs()));
     let h = 1e-3 * scale;
     let at = |t: f64| -> Result<Tensor> {
         let mut vs = vars.to_vec();
         vs[vi] = Some(x.zip_map(dir, |a, d| a + t * d));
-        Ok(interp::evaluate(g, &[f], f, &vs, dims)?.values.remove(0))
+        Ok(interp::evaluate(g, &[f], root, &vs, dims)?.values.remove(0))
     };
     let d1 = at(h)?.zip_map(&at(-h)?, |a, b| (a - b) / (2.0 * h));
     let d2 = at(h / 2.0)?.zip_map(&at(-h / 2.0)?, |a, b| (a - b) / h);
@@ -290,7 +301,7 @@ pub fn check(p: &mut Problem, wrt: &[String], opts: &CheckOptions) -> Result<Che
                     }
                 }
                 let an = einsum(&dval, &dl, &dir, &vl, &ol);
-                let num = fd(g, *f, &vars, *vi, &dir, &dims)?;
+                let num = fd(g, *f, p.root, &vars, *vi, &dir, &dims)?;
                 lines.push(CheckLine {
                     what: what.clone(),
                     trial,
@@ -307,7 +318,7 @@ pub fn check(p: &mut Problem, wrt: &[String], opts: &CheckOptions) -> Result<Che
                     let mut e = vec![0.0; x.len()];
                     e[k] = 1.0;
                     let dir = Tensor::from_vec(x.shape().to_vec(), e)?;
-                    cols.push(fd(g, *f, &vars, *vi, &dir, &dims)?);
+                    cols.push(fd(g, *f, p.root, &vars, *vi, &dir, &dims)?);
                 }
                 let fsize = cols.first().map_or(1, |c| c.len());
                 for i in 0..fsize {

@@ -232,7 +232,7 @@ impl Graph {
     /// `A·x + B·x = (A + B)·x`: terms that are products sharing one operand (with
     /// the same index roles) are combined into one product.
     fn factor_common(&mut self, bases: &[(Id, f64)]) -> Option<Id> {
-        type Key = (Id, Labels, Labels, Labels);
+        type Key = (Id, Labels, Labels, Labels, Vec<super::Dim>);
         let mut groups: rustc_hash::FxHashMap<Key, Vec<(usize, Id, Labels)>> = rustc_hash::FxHashMap::default();
         let mut first: Option<Key> = None;
         for (k, &(t, _)) in bases.iter().enumerate() {
@@ -245,8 +245,10 @@ impl Graph {
                 }
                 let mut sorted = lo.to_vec();
                 sorted.sort();
-                let key = (shared, ls, s3, Labels::from_slice(&sorted));
-                let g = groups.entry(key).or_default();
+                // The other operands must also agree in shape, axis by axis.
+                let dims = sorted.iter().map(|l| self.shape(other)[lo.pos(*l).unwrap()]).collect();
+                let key = (shared, ls, s3, Labels::from_slice(&sorted), dims);
+                let g = groups.entry(key.clone()).or_default();
                 if !g.iter().any(|e| e.0 == k) {
                     g.push((k, other, lo));
                 }
@@ -257,7 +259,7 @@ impl Graph {
         }
         let key = first?;
         let group = groups.remove(&key)?;
-        let (shared, ls, s3, _) = key;
+        let (shared, ls, s3, _, _) = key;
         let l1 = group[0].2;
         let others: Vec<Id> = group
             .iter()
@@ -349,6 +351,14 @@ impl Graph {
             return r;
         }
         if let Some(r) = self.float_scalar(b, a, s2, s1, s3) {
+            return r;
+        }
+        // Contract early: (p ⊗ q)·b where q's summed axes all meet b becomes
+        // p·(q·b), lowering the order of the intermediate ((x yᵀ) y = x (yᵀ y)).
+        if let Some(r) = self.contract_early(a, b, s1, s2, s3) {
+            return r;
+        }
+        if let Some(r) = self.contract_early(b, a, s2, s1, s3) {
             return r;
         }
         // Kronecker deltas contract away.
@@ -498,14 +508,59 @@ impl Graph {
         None
     }
 
-    fn unbroadcast(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels) -> Option<Id> {
-        let Node::Mul(s, ones, t1, t2, _) = self.node(a).clone() else {
+    fn contract_early(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels) -> Option<Id> {
+        let Node::Mul(x, y, t1, t2, t3) = self.node(a).clone() else {
             return None;
         };
-        if !t1.is_empty() || self.uniform_value(ones) != Some(1.0) || !s1.iter().all(|l| s2.has(*l)) {
+        if t1.is_empty() || t2.is_empty() {
             return None;
         }
-        let _ = t2;
+        let mut fresh = s1.iter().chain(s2.iter()).chain(s3.iter()).copied().max().unwrap_or(0) + 1;
+        let mut map = [u8::MAX; 256];
+        for (k, &l) in t3.iter().enumerate() {
+            map[l as usize] = s1[k];
+        }
+        for &l in t1.iter().chain(t2.iter()) {
+            if map[l as usize] == u8::MAX {
+                map[l as usize] = fresh;
+                fresh += 1;
+            }
+        }
+        let f = |l: u8| map[l as usize];
+        for (p, q, tp, tq) in [(x, y, t1, t2), (y, x, t2, t1)] {
+            let (lp, lq) = (tp.map(f), tq.map(f));
+            // q must be independent of p (an outer-product factor) …
+            if lq.iter().any(|l| lp.has(*l)) {
+                continue;
+            }
+            // … and share a summed axis with b.
+            if !lq.iter().any(|l| s2.has(*l) && !s3.has(*l)) {
+                continue;
+            }
+            let mut w: Vec<u8> = Vec::new();
+            for &l in lq.iter().chain(s2.iter()) {
+                if (s3.has(l) || lp.has(l)) && !w.contains(&l) {
+                    w.push(l);
+                }
+            }
+            if w.len() >= t3.len() {
+                continue;
+            }
+            let wl = Labels::from_slice(&w);
+            let qb = self.mul(q, b, lq, s2, wl);
+            return Some(self.mul(p, qb, lp, wl, s3));
+        }
+        None
+    }
+
+    fn unbroadcast(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels) -> Option<Id> {
+        let Node::Mul(s, ones, t1, t2, t3) = self.node(a).clone() else {
+            return None;
+        };
+        // Only a true broadcast: the ones keep all their axes (t2 == t3).
+        if !t1.is_empty() || t2 != t3 || self.uniform_value(ones) != Some(1.0) || !s1.iter().all(|l| s2.has(*l)) {
+            return None;
+        }
         Some(self.mul(s, b, Labels::EMPTY, s2, s3))
     }
 
@@ -616,7 +671,9 @@ impl Graph {
             // Only merge like with like: a and p of the same order (both scalings).
             // … and the other inner operand is the thing being scaled (bigger), so
             // chains of equals (a ⊙ (p ⊙ q)) are left alone and this terminates.
-            if lp.len() != s1.len() || lq.len() <= s1.len() {
+            // (Ones are always worth absorbing: y ⊙ 𝟏 = y.)
+            let ones = self.uniform_value(p) == Some(1.0);
+            if lp.len() != s1.len() || (lq.len() <= s1.len() && !ones) {
                 continue;
             }
             let ap = self.mul(a, p, s1, lp, lp);

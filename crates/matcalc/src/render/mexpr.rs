@@ -17,8 +17,8 @@ pub enum M {
     Num(f64),
     /// The identity matrix of a size.
     Eye(String),
-    /// A constant-filled vector (`vector(c)`) or matrix (`matrix(c)`).
-    Fill(f64, usize),
+    /// A constant-filled vector (`vector(c, n)`) or matrix (`matrix(c, m, n)`), with its sizes.
+    Fill(f64, Vec<String>),
     /// A literal matrix: rows.
     Literal(Vec<Vec<f64>>, usize),
     /// A sum of terms.
@@ -178,7 +178,8 @@ pub fn transpose(m: M, order: usize, symmetric: &dyn Fn(&str) -> bool) -> M {
     match m {
         M::T(x) => *x,
         M::Num(_) | M::Eye(_) | M::Scalar(_) => m,
-        M::Fill(..) if order == 2 => m,
+        // A filled matrix transposes by swapping its sizes; a filled vector becomes a row.
+        M::Fill(c, d) if d.len() == 2 => M::Fill(c, vec![d[1].clone(), d[0].clone()]),
         M::Name(ref n) if order == 2 && symmetric(n) => m,
         M::Call("inv", ref a) if order == 2 && matches!(&a[0], M::Name(n) if symmetric(n)) => m,
         M::Call("diag", _) | M::Call("Diag", _) if order == 2 => m,
@@ -288,7 +289,7 @@ impl<'g> Recover<'g> {
         match g.node(id).clone() {
             Node::Var(v) => M::Name(g.vars[v as usize].name.clone()),
             Node::Const(c) => M::Num(c.get()),
-            Node::Fill(c, sh) => M::Fill(c.get(), sh.len()),
+            Node::Fill(c, sh) => M::Fill(c.get(), sh.iter().map(|&d| self.dim(d)).collect()),
             Node::Literal(data, sh) => {
                 let cols = if sh.len() == 2 {
                     data.len() / self.fixed(sh[0]).max(1)
@@ -307,11 +308,7 @@ impl<'g> Recover<'g> {
                 let terms: Vec<M> = ts
                     .iter()
                     .map(|&t| match g.node(t) {
-                        Node::Mul(s, ones, s1, _, _)
-                            if s1.is_empty() && g.order(*s) == 0 && g.uniform_value(*ones) == Some(1.0) =>
-                        {
-                            self.convert(*s)
-                        }
+                        Node::Mul(s, _, _, _, _) if is_broadcast(g, t) => self.convert(*s),
                         _ => self.convert(t),
                     })
                     .collect();
@@ -322,11 +319,19 @@ impl<'g> Recover<'g> {
                         t => flat.push(t),
                     }
                 }
-                // A constant-filled term is a broadcast number: 1 + x.
-                for t in flat.iter_mut() {
-                    if let M::Fill(c, _) = t {
-                        *t = M::Num(*c);
+                // A constant-filled term is a broadcast number: 1 + x — as long as
+                // some term still carries the shape.
+                let shaped = ts.iter().any(|&t| !is_broadcast(g, t) && g.uniform_value(t).is_none());
+                if shaped {
+                    for t in flat.iter_mut() {
+                        if let M::Fill(c, _) = t {
+                            *t = M::Num(*c);
+                        }
                     }
+                } else if !flat.iter().any(|t| matches!(t, M::Fill(..))) {
+                    let sh: Vec<String> = g.shape(id).iter().map(|&d| self.dim(d)).collect();
+                    let first = flat.remove(0);
+                    flat.insert(0, prod(scalar(first), M::Fill(1.0, sh)));
                 }
                 // Numbers first, then positive terms: 1 + x, a − b rather than −b + a.
                 flat.sort_by_key(|t| (!matches!(t, M::Num(_)), is_negative(t)));
@@ -354,8 +359,7 @@ impl<'g> Recover<'g> {
                 }
                 // Row or column sums of a matrix: A·1 or Aᵀ·1.
                 let n = g.shape(a)[ia.pos(*ia.iter().find(|l| !out.has(**l)).unwrap()).unwrap()];
-                let _ = n;
-                let ones = M::Fill(1.0, 1);
+                let ones = M::Fill(1.0, vec![self.dim(n)]);
                 if ia[0] == out[0] {
                     prod(x, ones)
                 } else {
@@ -417,7 +421,12 @@ impl<'g> Recover<'g> {
         if drop.is_empty() {
             return v;
         }
-        let ones = M::Fill(1.0, 1);
+        let axis = v.labels.iter().position(|l| *l == drop[0]).unwrap();
+        let n = match v.id {
+            Some(id) => self.dim(self.g.shape(id)[axis]),
+            None => "n".to_string(),
+        };
+        let ones = M::Fill(1.0, vec![n]);
         if drop.len() == v.labels.len() {
             return View {
                 m: M::Call("sum", vec![v.m]),
@@ -718,6 +727,16 @@ fn relabel(ls: &[u8], out: &[u8], names: &[String], extra: &[(u8, String)]) -> V
                 .unwrap_or_else(|| "?".to_string()),
         })
         .collect()
+}
+
+/// `s·𝟏`: a scalar spread over a shape.
+fn is_broadcast(g: &Graph, t: Id) -> bool {
+    match g.node(t) {
+        Node::Mul(s, ones, s1, s2, s3) => {
+            s1.is_empty() && s2 == s3 && g.order(*s) == 0 && g.uniform_value(*ones) == Some(1.0)
+        }
+        _ => false,
+    }
 }
 
 fn is_negative(m: &M) -> bool {

@@ -189,13 +189,16 @@ fn go(m: &M, s: &Style, out: &mut String) {
             Flavour::Text => write!(out, "I").unwrap(),
             Flavour::Latex => write!(out, "I").unwrap(),
         },
-        M::Fill(c, order) => match s.flavour {
-            Flavour::Expr => write!(out, "{}({})", if *order == 1 { "vector" } else { "matrix" }, number(*c)).unwrap(),
-            _ if *c == 1.0 && *order == 1 => out.push_str(if latex { "\\mathbf{1}" } else { "𝟏" }),
+        M::Fill(c, dims) => match s.flavour {
+            Flavour::Expr => {
+                let f = if dims.len() == 1 { "vector" } else { "matrix" };
+                write!(out, "{f}({}, {})", number(*c), dims.join(", ")).unwrap()
+            }
+            _ if *c == 1.0 && dims.len() == 1 => out.push_str(if latex { "\\mathbf{1}" } else { "𝟏" }),
             _ if *c == 0.0 => out.push('0'),
             _ => {
                 let one = if latex { "\\mathbf{1}" } else { "𝟏" };
-                let t = if *order == 1 {
+                let t = if dims.len() == 1 {
                     one.to_string()
                 } else {
                     format!("{one}{one}{}", s.transpose)
