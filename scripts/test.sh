@@ -16,8 +16,11 @@ as_root() {
 install_numpy() {
   echo "== installing numpy (needed by the examples check)"
   if python3 -m pip --version >/dev/null 2>&1; then
-    # Debian's system Python refuses user installs without --break-system-packages (PEP 668).
-    python3 -m pip install --user numpy || python3 -m pip install --user --break-system-packages numpy
+    # A virtualenv takes a plain install; Debian's system Python refuses it (PEP 668), so
+    # fall back to a user install, which there needs --break-system-packages.
+    python3 -m pip install numpy ||
+      python3 -m pip install --user numpy ||
+      python3 -m pip install --user --break-system-packages numpy
   elif command -v apt-get >/dev/null; then
     as_root apt-get update -q && as_root apt-get install -y -q python3-numpy
   else
@@ -28,7 +31,10 @@ install_numpy() {
 
 command -v cargo >/dev/null || { echo "error: cargo not found: install the Rust toolchain (rustup)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "error: python3 not found" >&2; exit 1; }
-python3 -c 'import numpy' 2>/dev/null || install_numpy
+if ! python3 -c 'import numpy' 2>/dev/null; then
+  install_numpy
+  python3 -c 'import numpy' || { echo "error: numpy was installed but cannot be imported" >&2; exit 1; }
+fi
 
 # --- tests ----------------------------------------------------------------------------
 

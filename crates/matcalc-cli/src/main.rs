@@ -3,9 +3,11 @@
 mod report;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use matcalc::codegen;
 use matcalc::error::{Error, ErrorKind, Origin};
 use matcalc::eval::{check, interp, values, Tensor};
 use matcalc::render::{self, print::Style, Form};
+use matcalc::syntax::latex::{self, LatexProblem};
 use matcalc::Problem;
 use std::io::Read;
 use std::process::ExitCode;
@@ -36,12 +38,21 @@ struct Input {
     /// The expression (`-` reads it from standard input).
     #[arg(allow_hyphen_values = true)]
     expr: Option<String>,
-    /// Read the expression from a file.
+    /// Read the expression from a file (a `.tex` file, or one that looks like LaTeX, may hold
+    /// prose around `$…$`, `\[…\]` or `\begin{equation}`).
     #[arg(long, value_name = "PATH")]
     file: Option<String>,
-    /// Declarations, e.g. 'W1: matrix(r, 100); r: dim in 1..95' (repeatable).
+    /// The problem in LaTeX, e.g. 'L(x) := \|A x - b\|_2^2, where A \in \mathbb{R}^{m \times n}'.
+    /// An expression that looks like LaTeX (a backslash, `$`, braces) is read as LaTeX too.
+    #[arg(long = "latex-input", value_name = "TEXT", allow_hyphen_values = true, conflicts_with_all = ["expr", "file"])]
+    latex: Option<String>,
+    /// Declarations, e.g. 'W1: matrix(r, 100); r: dim in 1..95' (repeatable). They are merged
+    /// with declarations in LaTeX input; on a conflict --decl wins.
     #[arg(long = "decl", value_name = "DECLS")]
     decls: Vec<String>,
+    /// Print how the input was read (expr/decl/wrt in matcalc syntax) to standard error.
+    #[arg(long)]
+    echo: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -63,8 +74,8 @@ enum FormArg {
 struct DeriveArgs {
     #[command(flatten)]
     input: Input,
-    /// Variable to differentiate by (repeatable).
-    #[arg(long, value_name = "NAME", required = true)]
+    /// Variable to differentiate by (repeatable); LaTeX input may name it on the left, `L(x) :=`.
+    #[arg(long, value_name = "NAME")]
     wrt: Vec<String>,
     /// Derivative order.
     #[arg(long, default_value_t = 1)]
@@ -75,6 +86,18 @@ struct DeriveArgs {
     /// Nested expression, named cascade, or cascade with Diag matrices.
     #[arg(long, value_enum, default_value_t = FormArg::Nested)]
     form: FormArg,
+    /// Print a standalone module computing f and the derivatives instead
+    /// (`f_and_grad`, shape checks, the cascade as temporaries, `check_grad`).
+    #[arg(long, value_enum, value_name = "TARGET")]
+    emit: Option<EmitArg>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum EmitArg {
+    Numpy,
+    Jax,
+    Torch,
+    Rust,
 }
 
 #[derive(Args)]
@@ -102,8 +125,8 @@ struct EvalArgs {
 struct CheckArgs {
     #[command(flatten)]
     input: Input,
-    /// Variable to differentiate by (repeatable).
-    #[arg(long, value_name = "NAME", required = true)]
+    /// Variable to differentiate by (repeatable); LaTeX input may name it on the left, `L(x) :=`.
+    #[arg(long, value_name = "NAME")]
     wrt: Vec<String>,
     /// Derivative order.
     #[arg(long, default_value_t = 1)]
@@ -164,7 +187,8 @@ fn plain(error: Error) -> Failure {
     }
 }
 
-fn read_input(i: &Input) -> Result<(String, String), Failure> {
+/// The expression text, the declarations (our syntax), and for LaTeX input its reading.
+fn read_input(i: &Input) -> Result<(String, String, Option<LatexProblem>), Failure> {
     let expr = match (&i.expr, &i.file) {
         (Some(_), Some(_)) => {
             return Err(plain(Error::new(
@@ -186,6 +210,7 @@ fn read_input(i: &Input) -> Result<(String, String), Failure> {
                     .hint("--file takes the path of a text file holding the expression"),
             )
         })?,
+        (None, None) if i.latex.is_some() => i.latex.clone().unwrap_or_default(),
         (None, None) => {
             return Err(plain(Error::new(ErrorKind::Usage, "no expression given").hint(
                 "write it as the first argument, `-` for standard input, or --file PATH",
@@ -193,15 +218,77 @@ fn read_input(i: &Input) -> Result<(String, String), Failure> {
         }
     };
     let expr = expr.trim_end().to_string();
-    Ok((expr, i.decls.join("; ")))
+    let decls = i.decls.join("; ");
+    let tex_file = i.file.as_deref().is_some_and(|f| f.ends_with(".tex"));
+    if i.latex.is_some() || tex_file || latex::looks_like_latex(&expr) {
+        return read_latex(expr, decls, i.echo);
+    }
+    if i.echo {
+        if let Ok(e) = matcalc::syntax::parse_expr(&expr) {
+            eprintln!("expr: {}", latex::to_plain(&e));
+            if !decls.is_empty() {
+                eprintln!("decl: {decls}");
+            }
+        }
+    }
+    Ok((expr, decls, None))
 }
 
-fn problem(expr: &str, decls: &str) -> Result<Problem, Failure> {
-    Problem::new(expr, decls).map_err(|error| Failure {
+/// Read LaTeX input; its declarations are merged after the --decl ones, which win on a conflict.
+fn read_latex(text: String, cli: String, echo: bool) -> Result<(String, String, Option<LatexProblem>), Failure> {
+    let fail = |error: Error, text: &str, decls: &str| Failure {
+        error: Box::new(error),
+        expr: text.to_string(),
+        decls: decls.to_string(),
+    };
+    let known = matcalc::syntax::parse_decls(&cli).map_err(|e| fail(e.with_origin(Origin::Decls), &text, &cli))?;
+    let lp = latex::parse_latex_with(&text, &known).map_err(|e| fail(e, &text, &cli))?;
+    let mut decls = cli;
+    for d in lp.decls.iter().filter(|d| !known.iter().any(|k| k.name == d.name)) {
+        if !decls.is_empty() {
+            decls.push_str("; ");
+        }
+        decls.push_str(&latex::decl_to_plain(d));
+    }
+    if echo {
+        eprintln!("expr: {}", lp.echo);
+        if !decls.is_empty() {
+            eprintln!("decl: {decls}");
+        }
+        if !lp.params.is_empty() {
+            eprintln!("wrt: {}", lp.params.join(", "));
+        } else if let Some(w) = &lp.wrt {
+            eprintln!("wrt: {w}");
+        }
+    }
+    Ok((text, decls, Some(lp)))
+}
+
+fn problem(expr: &str, decls: &str, latex: Option<&LatexProblem>) -> Result<Problem, Failure> {
+    let p = match latex {
+        None => Problem::new(expr, decls),
+        Some(l) => matcalc::syntax::parse_decls(decls)
+            .map_err(|e| e.with_origin(Origin::Decls))
+            .and_then(|d| Problem::from_ast(&l.expr, &d)),
+    };
+    p.map_err(|error| Failure {
         error: Box::new(error),
         expr: expr.to_string(),
         decls: decls.to_string(),
     })
+}
+
+/// --wrt, or for LaTeX input the variables named on the left (`L(x) :=`) or "with respect to".
+fn wrt_or_default(wrt: &[String], latex: Option<&LatexProblem>) -> Result<Vec<String>, Failure> {
+    match latex {
+        _ if !wrt.is_empty() => Ok(wrt.to_vec()),
+        Some(l) if !l.params.is_empty() => Ok(l.params.clone()),
+        Some(LatexProblem { wrt: Some(w), .. }) => Ok(vec![w.clone()]),
+        _ => Err(plain(
+            Error::new(ErrorKind::Usage, "no variable to differentiate by")
+                .hint("add --wrt NAME, or name the variable in LaTeX input: `L(x) := …`"),
+        )),
+    }
 }
 
 fn with_src<'a>(expr: &'a str, decls: &'a str) -> impl Fn(Error) -> Failure + 'a {
@@ -221,10 +308,21 @@ fn form(f: FormArg) -> Form {
 }
 
 fn derive(a: DeriveArgs) -> CmdResult {
-    let (expr, decls) = read_input(&a.input)?;
-    let mut p = problem(&expr, &decls)?;
+    let (expr, decls, tex) = read_input(&a.input)?;
+    let mut p = problem(&expr, &decls, tex.as_ref())?;
     let err = with_src(&expr, &decls);
-    let ds = p.derive(&a.wrt, a.order).map_err(&err)?;
+    let wrt = wrt_or_default(&a.wrt, tex.as_ref())?;
+    let ds = p.derive(&wrt, a.order).map_err(&err)?;
+    if let Some(emit) = a.emit {
+        let target = match emit {
+            EmitArg::Numpy => codegen::Target::Numpy,
+            EmitArg::Jax => codegen::Target::Jax,
+            EmitArg::Torch => codegen::Target::Torch,
+            EmitArg::Rust => codegen::Target::Rust,
+        };
+        print!("{}", codegen::generate(&p, &ds, target).map_err(&err)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let ids: Vec<_> = ds.iter().map(|d| d.id).collect();
     let reserved = p.reserved_names();
     let nested_ok = render::expanded_size(&p.graph, &ids) <= render::MAX_NESTED;
@@ -318,7 +416,7 @@ fn read_values(at: &[String]) -> Result<Vec<(String, Tensor)>, Failure> {
 }
 
 fn eval(a: EvalArgs) -> CmdResult {
-    let (expr, decls) = read_input(&a.input)?;
+    let (expr, decls, tex) = read_input(&a.input)?;
     let vals = read_values(&a.at)?;
     let dims = parse_dims(&a.dims)?;
     // Names without declarations take their shapes from their values.
@@ -348,7 +446,7 @@ fn eval(a: EvalArgs) -> CmdResult {
         }
         all_decls.push_str(&d);
     }
-    let mut p = problem(&expr, &all_decls)?;
+    let mut p = problem(&expr, &all_decls, tex.as_ref())?;
     let err = with_src(&expr, &all_decls);
     let ds = if a.wrt.is_empty() {
         Vec::new()
@@ -395,8 +493,9 @@ fn eval(a: EvalArgs) -> CmdResult {
 }
 
 fn check_cmd(a: CheckArgs) -> CmdResult {
-    let (expr, decls) = read_input(&a.input)?;
-    let mut p = problem(&expr, &decls)?;
+    let (expr, decls, tex) = read_input(&a.input)?;
+    let mut p = problem(&expr, &decls, tex.as_ref())?;
+    let wrt = wrt_or_default(&a.wrt, tex.as_ref())?;
     let dims = parse_dims(&a.dims)?;
     let opts = check::CheckOptions {
         seed: a.seed,
@@ -406,7 +505,7 @@ fn check_cmd(a: CheckArgs) -> CmdResult {
         tolerance: a.tolerance,
         ..Default::default()
     };
-    let r = check::check(&mut p, &a.wrt, &opts).map_err(with_src(&expr, &decls))?;
+    let r = check::check(&mut p, &wrt, &opts).map_err(with_src(&expr, &decls))?;
     print!("{}", report::check_text(&r));
     Ok(if r.passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

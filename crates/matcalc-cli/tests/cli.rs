@@ -182,6 +182,13 @@ fn assert_close(got: &Value, want: &Value) {
     );
 }
 
+/// `matcalc CMD <headline example> --wrt x --decl <its declarations> EXTRA…`
+fn headline<'a>(cmd: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![cmd, HEADLINE, "--wrt", "x", "--decl", HEADLINE_DECL];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// `eval --json` of `expr` at the values file; the parsed output.
 #[track_caller]
 fn eval_json(expr: &str, values: &str, extra: &[&str]) -> Value {
@@ -196,7 +203,7 @@ fn eval_json(expr: &str, values: &str, extra: &[&str]) -> Value {
 
 #[test]
 fn headline_nested_text() {
-    let out = ok(&["derive", HEADLINE, "--wrt", "x", "--decl", HEADLINE_DECL]);
+    let out = ok(&headline("derive", &[]));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 4, "{out}");
     assert!(
@@ -211,26 +218,8 @@ fn headline_nested_text() {
 
 #[test]
 fn headline_cascade_and_diag_text() {
-    let cascade = ok(&[
-        "derive",
-        HEADLINE,
-        "--wrt",
-        "x",
-        "--decl",
-        HEADLINE_DECL,
-        "--form",
-        "cascade",
-    ]);
-    let diag = ok(&[
-        "derive",
-        HEADLINE,
-        "--wrt",
-        "x",
-        "--decl",
-        HEADLINE_DECL,
-        "--form",
-        "diag",
-    ]);
+    let cascade = ok(&headline("derive", &["--form", "cascade"]));
+    let diag = ok(&headline("derive", &["--form", "diag"]));
     for out in [&cascade, &diag] {
         let first = out.lines().next().unwrap();
         assert!(
@@ -268,18 +257,7 @@ fn assert_balanced(tex: &str) {
 #[test]
 fn headline_latex_in_all_forms() {
     for form in ["nested", "cascade", "diag"] {
-        let out = ok(&[
-            "derive",
-            HEADLINE,
-            "--wrt",
-            "x",
-            "--decl",
-            HEADLINE_DECL,
-            "--format",
-            "latex",
-            "--form",
-            form,
-        ]);
+        let out = ok(&headline("derive", &["--format", "latex", "--form", form]));
         assert!(out.starts_with("\\begin{aligned}\nf &= "), "{form}: {out}");
         assert!(out.ends_with("\\end{aligned}\n"), "{form}: {out}");
         assert!(
@@ -295,18 +273,7 @@ fn headline_latex_in_all_forms() {
 fn expr_format_prints_one_line_per_wrt_in_order_and_evaluates_to_the_derivative() {
     let dir = scratch("expr-format");
     let values = write(&dir, "values.json", headline_values().to_string());
-    let out = ok(&[
-        "derive",
-        HEADLINE,
-        "--wrt",
-        "x",
-        "--wrt",
-        "W1",
-        "--decl",
-        HEADLINE_DECL,
-        "--format",
-        "expr",
-    ]);
+    let out = ok(&headline("derive", &["--wrt", "W1", "--format", "expr"]));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
     // Each line is an expression in the input language: evaluating it gives the
@@ -332,16 +299,7 @@ fn expr_format_prints_one_line_per_wrt_in_order_and_evaluates_to_the_derivative(
 
 #[test]
 fn json_format_has_every_field() {
-    let out = ok(&[
-        "derive",
-        HEADLINE,
-        "--wrt",
-        "x",
-        "--decl",
-        HEADLINE_DECL,
-        "--format",
-        "json",
-    ]);
+    let out = ok(&headline("derive", &["--format", "json"]));
     assert_eq!(out.lines().count(), 1, "one line of JSON: {out}");
     let j = parse_json(&out);
     assert!(
@@ -386,7 +344,7 @@ fn json_format_has_every_field() {
 #[test]
 fn expression_from_stdin_and_from_file() {
     let dir = scratch("stdin-file");
-    let direct = ok(&["derive", HEADLINE, "--wrt", "x", "--decl", HEADLINE_DECL]);
+    let direct = ok(&headline("derive", &[]));
     let r = run_with(
         &["derive", "-", "--wrt", "x", "--decl", HEADLINE_DECL],
         &format!("{HEADLINE}\n"),
@@ -690,7 +648,7 @@ fn non_differentiable_point_warns_and_succeeds() {
 #[test]
 fn check_headline_passes_at_the_ends_of_its_range() {
     for r in ["r=1", "r=50", "r=95"] {
-        let out = ok(&["check", HEADLINE, "--wrt", "x", "--decl", HEADLINE_DECL, "--dim", r]);
+        let out = ok(&headline("check", &["--dim", r]));
         assert!(
             out.lines().last().unwrap().starts_with("PASS: worst relative error"),
             "{r}: {out}"
@@ -702,18 +660,7 @@ fn check_headline_passes_at_the_ends_of_its_range() {
 #[test]
 fn check_fails_with_exit_1_when_the_tolerance_cannot_be_met() {
     // Finite differences are never exact, so a tolerance of 1e-30 cannot pass.
-    let r = run(&[
-        "check",
-        HEADLINE,
-        "--wrt",
-        "x",
-        "--decl",
-        HEADLINE_DECL,
-        "--trials",
-        "1",
-        "--tolerance",
-        "1e-30",
-    ]);
+    let r = run(&headline("check", &["--trials", "1", "--tolerance", "1e-30"]));
     assert_eq!(r.code, Some(1), "{r:?}");
     assert!(
         r.stdout
@@ -728,19 +675,13 @@ fn check_fails_with_exit_1_when_the_tolerance_cannot_be_met() {
 #[test]
 fn check_rejects_a_dim_outside_its_declared_range() {
     for r in ["r=96", "r=0"] {
-        bad_input(
-            &["check", HEADLINE, "--wrt", "x", "--decl", HEADLINE_DECL, "--dim", r],
-            "outside its declared range",
-        );
+        bad_input(&headline("check", &["--dim", r]), "outside its declared range");
     }
 }
 
 #[test]
 fn check_rejects_an_unknown_dim() {
-    bad_input(
-        &["check", HEADLINE, "--wrt", "x", "--decl", HEADLINE_DECL, "--dim", "q=5"],
-        "no dimension `q`",
-    );
+    bad_input(&headline("check", &["--dim", "q=5"]), "no dimension `q`");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! Failures found by the property tests (`tests/properties.rs`), minimized.
 //! Each test asserts the correct behaviour, so it fails until the engine is
-//! fixed. Variables are those of `properties::DECLS`:
+//! fixed; the comments describe the behaviour when the failure was found.
+//! Variables are those of `properties::DECLS`:
 //! `x, y: vector(n); z: vector(m); a, b: scalar; A: n×n; B: n×m; C: m×n; S: symmetric(n)`.
 //! Dimensions are given as (n, m) pairs.
 
@@ -12,7 +13,7 @@ use properties::{assert_derivative_checks, assert_derivative_round_trip, assert_
 
 // ---------------------------------------------------------------- simplification
 
-/// `b*sum(vector(a) + 0*x)` = n·a·b, but the engine lowers it to `b*a`.
+/// `b*sum(vector(a) + 0*x)` = n·a·b, but the engine lowered it to `b*a`.
 /// `unbroadcast` (ir/build.rs) takes `Mul(a, 𝟏, ·, [i], ·)` — a·Σᵢ1, the ones
 /// summed away — for a broadcast a·𝟏 and drops the factor n: it ignores the
 /// inner product's output labels.

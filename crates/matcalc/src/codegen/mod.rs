@@ -81,6 +81,31 @@ pub fn generate(p: &Problem, ds: &[Derivative], target: Target) -> Result<String
     })
 }
 
+/// The parameters of the generated `f_and_grad` (and `check_grad`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signature {
+    /// The variables, in order of first appearance in the expression: the
+    /// first arguments.
+    pub arguments: Vec<String>,
+    /// Dimensions that no argument's shape determines (rare: a `vector(k)`
+    /// whose size nothing else fixes), as further arguments, in this order.
+    pub dimensions: Vec<String>,
+}
+
+/// The parameters of the code [`generate`] writes for the same problem and derivatives.
+pub fn signature(p: &Problem, ds: &[Derivative]) -> Result<Signature> {
+    let spec = Spec::new(p, ds)?;
+    let g = &p.graph;
+    Ok(Signature {
+        arguments: spec.args.iter().map(|&v| g.vars[v].name.clone()).collect(),
+        dimensions: spec
+            .free_dims
+            .iter()
+            .map(|&d| g.dims[d as usize].name.clone())
+            .collect(),
+    })
+}
+
 /// The key of a derivative in the returned map: the variable, or the
 /// variables comma-separated for a mixed derivative.
 pub fn derivative_key(d: &Derivative) -> String {

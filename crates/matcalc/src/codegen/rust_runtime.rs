@@ -394,7 +394,10 @@ pub mod rt {
         f: impl Fn(&[Tensor]) -> Output,
     ) -> Vec<(&'static str, f64)> {
         let mut rng = Normal(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-        let (_, derivs) = f(args);
+        let (value, derivs) = f(args);
+        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        // Judge a zero derivative against the function's size, not rounding noise.
+        let floor = 1e-3 * (1.0 + norm(&value.data));
         let mut errors = Vec::new();
         for &(key, wrt) in derivatives {
             let k = wrt.len();
@@ -431,9 +434,8 @@ pub mod rt {
             }
             let denom = (2.0 * h).powi(k as i32);
             approx.iter_mut().for_each(|x| *x /= denom);
-            let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
             let diff: Vec<f64> = exact.data.iter().zip(&approx).map(|(x, y)| x - y).collect();
-            let scale = norm(&exact.data).max(norm(&approx)).max(1e-12);
+            let scale = norm(&exact.data).max(norm(&approx)).max(floor);
             errors.push((key, norm(&diff) / scale));
         }
         errors

@@ -31,6 +31,25 @@ fn canonical_labels(s1: Labels, s2: Labels, s3: Labels) -> (Labels, Labels, Labe
     (s1.map(f), s2.map(f), s3.map(f))
 }
 
+/// Rename an inner product's labels into an outer namespace: the inner output
+/// axes `t3[k]` take the outer labels `outer[k]`; labels summed inside the inner
+/// product get fresh labels above every label in `taken`.
+fn lift_labels(t1: Labels, t2: Labels, t3: Labels, outer: &[u8], taken: &[&[u8]]) -> (Labels, Labels) {
+    let mut fresh = taken.iter().flat_map(|l| l.iter()).copied().max().unwrap_or(0) + 1;
+    let mut map = [u8::MAX; 256];
+    for (k, &l) in t3.iter().enumerate() {
+        map[l as usize] = outer[k];
+    }
+    for &l in t1.iter().chain(t2.iter()) {
+        if map[l as usize] == u8::MAX {
+            map[l as usize] = fresh;
+            fresh += 1;
+        }
+    }
+    let f = |l: u8| map[l as usize];
+    (t1.map(f), t2.map(f))
+}
+
 impl Graph {
     // ---------------------------------------------------------------- leaves
 
@@ -361,6 +380,13 @@ impl Graph {
         if let Some(r) = self.contract_early(b, a, s2, s1, s3) {
             return r;
         }
+        // δ ⊙ δ = δ: a delta met again on the same two axes changes nothing.
+        if let Some(r) = self.idempotent_delta(a, b, s1, s2, s3) {
+            return r;
+        }
+        if let Some(r) = self.idempotent_delta(b, a, s2, s1, s3) {
+            return r;
+        }
         // Kronecker deltas contract away.
         if let Some(r) = self.eliminate_delta(a, b, s1, s2, s3) {
             return r;
@@ -479,19 +505,7 @@ impl Graph {
     ) -> Option<Id> {
         // Put the inner product's labels into the outer namespace: t3[k] ↦ s1[k];
         // inner-only (contracted) labels get fresh ones.
-        let mut fresh = s1.iter().chain(s2.iter()).chain(s3.iter()).copied().max().unwrap_or(0) + 1;
-        let mut map = [u8::MAX; 256];
-        for (k, &l) in t3.iter().enumerate() {
-            map[l as usize] = s1[k];
-        }
-        for &l in td.iter().chain(tv.iter()) {
-            if map[l as usize] == u8::MAX {
-                map[l as usize] = fresh;
-                fresh += 1;
-            }
-        }
-        let f = |l: u8| map[l as usize];
-        let (dd, vv) = (td.map(f), tv.map(f));
+        let (dd, vv) = lift_labels(td, tv, t3, &s1, &[&s1, &s2, &s3]);
         let _ = d;
         // δ[x,y] with y summed: rename y to x in both other factors, provided
         // neither factor carries both (that would be a diagonal, not a rename).
@@ -508,6 +522,24 @@ impl Graph {
         None
     }
 
+    fn idempotent_delta(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels) -> Option<Id> {
+        if !matches!(self.node(b), Node::Delta(_)) {
+            return None;
+        }
+        let Node::Mul(x, y, t1, t2, t3) = self.node(a).clone() else {
+            return None;
+        };
+        let (l1, l2) = lift_labels(t1, t2, t3, &s1, &[&s1, &s2, &s3]);
+        let same = |l: &Labels| l.len() == 2 && l.has(s2[0]) && l.has(s2[1]);
+        let hit = (matches!(self.node(x), Node::Delta(_)) && same(&l1))
+            || (matches!(self.node(y), Node::Delta(_)) && same(&l2));
+        if hit {
+            Some(self.reindex(a, s1, s3))
+        } else {
+            None
+        }
+    }
+
     fn contract_early(&mut self, a: Id, b: Id, s1: Labels, s2: Labels, s3: Labels) -> Option<Id> {
         let Node::Mul(x, y, t1, t2, t3) = self.node(a).clone() else {
             return None;
@@ -515,20 +547,8 @@ impl Graph {
         if t1.is_empty() || t2.is_empty() {
             return None;
         }
-        let mut fresh = s1.iter().chain(s2.iter()).chain(s3.iter()).copied().max().unwrap_or(0) + 1;
-        let mut map = [u8::MAX; 256];
-        for (k, &l) in t3.iter().enumerate() {
-            map[l as usize] = s1[k];
-        }
-        for &l in t1.iter().chain(t2.iter()) {
-            if map[l as usize] == u8::MAX {
-                map[l as usize] = fresh;
-                fresh += 1;
-            }
-        }
-        let f = |l: u8| map[l as usize];
-        for (p, q, tp, tq) in [(x, y, t1, t2), (y, x, t2, t1)] {
-            let (lp, lq) = (tp.map(f), tq.map(f));
+        let (l1, l2) = lift_labels(t1, t2, t3, &s1, &[&s1, &s2, &s3]);
+        for (p, q, lp, lq) in [(x, y, l1, l2), (y, x, l2, l1)] {
             // q must be independent of p (an outer-product factor) …
             if lq.iter().any(|l| lp.has(*l)) {
                 continue;
@@ -650,20 +670,8 @@ impl Graph {
         let Node::Mul(x, y, t1, t2, t3) = self.node(b).clone() else {
             return None;
         };
-        let mut fresh = s1.iter().chain(s2.iter()).chain(s3.iter()).copied().max().unwrap_or(0) + 1;
-        let mut map = [u8::MAX; 256];
-        for (k, &l) in t3.iter().enumerate() {
-            map[l as usize] = s2[k];
-        }
-        for &l in t1.iter().chain(t2.iter()) {
-            if map[l as usize] == u8::MAX {
-                map[l as usize] = fresh;
-                fresh += 1;
-            }
-        }
-        let f = |l: u8| map[l as usize];
-        for (p, q, tp, tq) in [(x, y, t1, t2), (y, x, t2, t1)] {
-            let (lp, lq) = (tp.map(f), tq.map(f));
+        let (l1, l2) = lift_labels(t1, t2, t3, &s2, &[&s1, &s2, &s3]);
+        for (p, q, tp, lp, lq) in [(x, y, t1, l1, l2), (y, x, t2, l2, l1)] {
             // p's labels must all be visible outside the inner product and cover a's.
             if !tp.iter().all(|l| t3.has(*l)) || !s1.iter().all(|l| lp.has(*l)) || self.order(p) == 0 {
                 continue;
@@ -721,19 +729,8 @@ impl Graph {
                 return self.reindex(x, ixx, out);
             }
             Node::Mul(x, y, t1, t2, t3) => {
-                let mut fresh = ia.iter().copied().max().unwrap_or(0) + 1;
-                let mut map = [u8::MAX; 256];
-                for (k, &l) in t3.iter().enumerate() {
-                    map[l as usize] = ia[k];
-                }
-                for &l in t1.iter().chain(t2.iter()) {
-                    if map[l as usize] == u8::MAX {
-                        map[l as usize] = fresh;
-                        fresh += 1;
-                    }
-                }
-                let f = |l: u8| map[l as usize];
-                return self.mul(x, y, t1.map(f), t2.map(f), out);
+                let (l1, l2) = lift_labels(t1, t2, t3, &ia, &[&ia]);
+                return self.mul(x, y, l1, l2, out);
             }
             Node::Add(ts) if perm => {
                 let ts: Vec<Id> = ts.iter().map(|&t| self.reindex(t, ia, out)).collect();

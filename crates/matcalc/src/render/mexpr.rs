@@ -585,7 +585,7 @@ impl<'g> Recover<'g> {
                 if a.eye || b.eye {
                     let (e, v) = if a.eye { (a, b) } else { (b, a) };
                     let _ = e;
-                    let d = M::Call("diag", vec![M::Call("diag", vec![v.m])]);
+                    let d = M::Call("diag", vec![M::Call("diag_of", vec![v.m])]);
                     return Some(d);
                 }
                 let bm = self.orient(b, a.labels[0]);
@@ -596,11 +596,11 @@ impl<'g> Recover<'g> {
                 let h = *shared.iter().find(|l| out.contains(l)).unwrap();
                 if a.eye || b.eye {
                     let v = if a.eye { b } else { a };
-                    return Some(M::Call("diag", vec![v.m]));
+                    return Some(M::Call("diag_of", vec![v.m]));
                 }
                 let am = self.orient(a, h);
                 let bm = self.orient(b, h);
-                Some(M::Call("diag", vec![prod(am, self.t(bm, 2))]))
+                Some(M::Call("diag_of", vec![prod(am, self.t(bm, 2))]))
             }
             _ => None,
         }

@@ -163,6 +163,8 @@ fn superscript(c: f64) -> Option<String> {
 }
 
 fn func_name(f: &str, s: &Style) -> String {
+    // The diagonal of a matrix (a vector) is written like Diag of a vector.
+    let f = if f == "diag_of" { "diag" } else { f };
     match s.flavour {
         Flavour::Latex => match f {
             "sin" | "cos" | "tan" | "exp" | "log" | "tanh" | "det" => format!("\\{f}"),
