@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests need (only what is missing), then run every test:
-#   1. cargo test --release --workspace  (release: the same build profile as the binary,
-#      so faer is compiled once for the tests, the CLI tests and the examples check)
+#   1. cargo test --release --workspace --no-fail-fast  (release: the same build profile as
+#      the binary, so faer is compiled once for the tests, the CLI tests and the examples
+#      check; --no-fail-fast: every test binary runs, then the summary lists them all)
 #   2. python3 ../shared/tools/examples_check.py, when ../shared exists beside the clone
 # Exits non-zero if anything fails. Safe to run again: installed tools are skipped.
 set -euo pipefail

@@ -191,10 +191,9 @@ fn plain(error: Error) -> Failure {
 fn read_input(i: &Input) -> Result<(String, String, Option<LatexProblem>), Failure> {
     let expr = match (&i.expr, &i.file) {
         (Some(_), Some(_)) => {
-            return Err(plain(Error::new(
-                ErrorKind::Usage,
-                "give the expression or --file, not both",
-            )));
+            return Err(plain(
+                Error::new(ErrorKind::Usage, "give the expression or --file, not both").hint("drop one of them"),
+            ));
         }
         (Some(e), None) if e == "-" => {
             let mut s = String::new();
@@ -435,10 +434,13 @@ fn eval(a: EvalArgs) -> CmdResult {
             [k] => format!("{n}: vector({k})"),
             [r, c] => format!("{n}: matrix({r}, {c})"),
             s => {
-                return Err(plain(Error::new(
-                    ErrorKind::Value,
-                    format!("`{n}` has {} axes; variables are scalars, vectors or matrices", s.len()),
-                )))
+                return Err(plain(
+                    Error::new(
+                        ErrorKind::Value,
+                        format!("`{n}` has {} axes; variables are scalars, vectors or matrices", s.len()),
+                    )
+                    .hint("give a number, an array, or an array of rows"),
+                ))
             }
         };
         if !all_decls.is_empty() {

@@ -70,23 +70,42 @@ pub fn print_error(e: &Error, expr: &str, decls: &str) {
         Origin::Expr => ("expression", expr),
         Origin::Decls => ("declarations", decls),
     };
-    // Long inputs: show the neighbourhood only.
+    // Long inputs: show a window around the primary span only.
+    const WINDOW: usize = 80;
+    let (shown, offset) = match e.labels.first() {
+        Some(l) if text.len() > 4 * WINDOW => {
+            let floor = |mut i: usize| {
+                while !text.is_char_boundary(i) {
+                    i -= 1;
+                }
+                i
+            };
+            let start = floor((l.span.start as usize).saturating_sub(WINDOW).min(text.len()));
+            let end = floor(((l.span.start as usize) + WINDOW).min(text.len()));
+            let pre = if start > 0 { "…" } else { "" };
+            let post = if end < text.len() { "…" } else { "" };
+            (
+                format!("{pre}{}{post}", &text[start..end]),
+                start as isize - pre.len() as isize,
+            )
+        }
+        _ => (text.to_string(), 0),
+    };
     let labels: Vec<LabeledSpan> = e
         .labels
         .iter()
-        .filter(|l| l.origin == origin && (l.span.end as usize) <= text.len())
-        .map(|l| {
-            LabeledSpan::new(
-                Some(l.message.clone()),
-                l.span.start as usize,
-                (l.span.end - l.span.start) as usize,
-            )
+        .filter(|l| l.origin == origin)
+        .filter_map(|l| {
+            let s = l.span.start as isize - offset;
+            let t = (l.span.end as isize - offset).min(shown.len() as isize);
+            (s >= 0 && s <= t && (t as usize) <= shown.len())
+                .then(|| LabeledSpan::new(Some(l.message.clone()), s as usize, (t - s) as usize))
         })
         .collect();
     let d = Diag {
         message: e.message.clone(),
         hint: e.hint.clone(),
-        source: NamedSource::new(name, text.to_string()),
+        source: NamedSource::new(name, shown),
         labels,
         code: code(e.kind),
     };

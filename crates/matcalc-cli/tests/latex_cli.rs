@@ -178,7 +178,7 @@ fn a_file_with_prose() {
     let path = write(
         &dir,
         "question.md",
-        "How do I differentiate $\\|A x - b\\|^2$ with respect to $x$?\n",
+        "How do I differentiate $\\|A x - b\\|^2$ with respect to $x$, where $b \\in \\mathbb{R}^m$?\n",
     );
     assert_eq!(ok(&["derive", "--file", &path, "--format", "expr"]), "2*A'*(A*x - b)\n");
 }
@@ -208,7 +208,7 @@ fn echo_shows_how_the_input_was_read() {
     ]);
     assert_eq!(r.code, Some(0), "{r:?}");
     assert!(r.stderr.contains("decl: lambda: scalar\n"), "{r:?}");
-    assert_eq!(r.stdout, "2*(X'*(X*w - y) + lambda*w)\n", "{r:?}");
+    assert_eq!(r.stdout, "2*(lambda*w + X'*(X*w - y))\n", "{r:?}");
 }
 
 #[test]
@@ -241,7 +241,7 @@ fn decl_flags_win_over_the_text() {
             "--format",
             "expr"
         ]),
-        "inv(a)'*vector(1)\n"
+        "inv(a)'*vector(1, n)\n"
     );
 }
 

@@ -103,7 +103,26 @@ impl Problem {
         }
         let idx: Vec<usize> = wrt.iter().map(|w| self.var_index(w)).collect::<Result<_>>()?;
         if order == 0 {
-            return Err(Error::new(ErrorKind::Usage, "--order must be at least 1"));
+            return Err(Error::new(ErrorKind::Usage, "--order must be at least 1")
+                .hint("--order 1 is the gradient or Jacobian, 2 the Hessian"));
+        }
+        // Every derivative is a tensor of order (order of f) + Σ (order of each variable).
+        let total = self.graph.order(self.root)
+            + if idx.len() == 1 {
+                order * self.graph.vars[idx[0]].shape.len()
+            } else {
+                idx.iter().map(|&v| self.graph.vars[v].shape.len()).sum()
+            };
+        // Intermediates (the identity seed, adjoints) carry up to twice as many axes.
+        if 2 * total > crate::ir::labels_max_order() {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!(
+                    "this derivative would be a tensor of order {total}; the limit is {}",
+                    crate::ir::labels_max_order() / 2
+                ),
+            )
+            .hint("lower --order, or differentiate by a vector instead of a matrix"));
         }
         if order == 1 {
             let ids = diff::derivatives(&mut self.graph, self.root, &idx);
@@ -141,7 +160,8 @@ impl Problem {
             return Err(Error::new(
                 ErrorKind::Usage,
                 "derivatives of order 3 and more are supported for scalar and vector variables",
-            ));
+            )
+            .hint("differentiate by a vector, or use --order 2 for a matrix variable"));
         }
         let mut cur = self.root;
         for &v in &seq {

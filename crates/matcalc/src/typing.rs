@@ -69,6 +69,13 @@ impl Unifier {
             return true;
         }
         match (self.value[ra as usize], self.value[rb as usize]) {
+            // A symbolic size meeting a fixed one takes that value (`S: symmetric(n)`
+            // times a vector of 2 entries: n = 2).
+            (Some(Dim::Sym(_)), Some(Dim::Fixed(n))) | (Some(Dim::Fixed(n)), Some(Dim::Sym(_))) => {
+                self.parent[rb as usize] = ra;
+                self.value[ra as usize] = Some(Dim::Fixed(n));
+                true
+            }
             (Some(x), Some(y)) if x != y => false,
             (va, vb) => {
                 self.parent[rb as usize] = ra;
@@ -555,7 +562,8 @@ impl<'a> Typer<'a> {
                         if n == 1 { "" } else { "s" },
                         args.len()
                     ),
-                ));
+                )
+                .hint("see docs/LANGUAGE.md for each function's arguments"));
             }
             Ok(())
         };

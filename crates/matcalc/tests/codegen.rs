@@ -26,6 +26,9 @@ use std::time::Instant;
 
 const TOLERANCE: f64 = 1e-8;
 
+/// The key of the function's value among the results (no variable has this name).
+const VALUE: &str = "<value>";
+
 /// Cases whose generated Rust is built and run: the headline, a logistic
 /// Hessian, log-determinants, softmax cross-entropy, and one of each
 /// remaining node kind (inverse, determinant, literal, symmetric variable,
@@ -51,6 +54,7 @@ const RUST_CASES: &[&str] = &[
     "two_layer_tanh.mc",
     "diag_quad.mc",
     "fill_matrix.mc",
+    "extra_rust_names.mc",
 ];
 
 /// The header of a case file: what to differentiate.
@@ -114,14 +118,16 @@ fn cases() -> Vec<Case> {
         .filter(|p| p.extension().is_some_and(|x| x == "mc"))
         .collect();
     files.sort();
-    files
+    let mut out: Vec<Case> = files
         .iter()
         .map(|p| {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             let text = std::fs::read_to_string(p).unwrap();
             parse_header(&name, &text).unwrap_or_else(|e| panic!("{name}: {e}"))
         })
-        .collect()
+        .collect();
+    out.extend(EXTRA_CASES.iter().map(|(n, t)| parse_header(n, t).unwrap()));
+    out
 }
 
 /// A case at one random point: the problem, the generated code's signature,
@@ -133,7 +139,7 @@ struct Instance {
     /// Argument values in the generated signature's order, then dimension values.
     args: Vec<Tensor>,
     dim_args: Vec<usize>,
-    /// `("value", …)` then one entry per derivative key.
+    /// `(VALUE, …)` then one entry per derivative key.
     expected: Vec<(String, Tensor)>,
 }
 
@@ -143,6 +149,12 @@ fn instance(case: &Case, seed: u64) -> Result<Instance, String> {
     let ds = p
         .derive(&case.wrt, case.order)
         .map_err(|e| format!("derive failed: {e}"))?;
+    instance_of(case.clone(), p, ds, seed)
+}
+
+/// An instance of any problem and roots: the roots need not be derivatives
+/// (the synthetic case uses arbitrary nodes, keyed by made-up names).
+fn instance_of(case: Case, p: Problem, ds: Vec<matcalc::Derivative>, seed: u64) -> Result<Instance, String> {
     let sig = codegen::signature(&p, &ds).map_err(|e| e.to_string())?;
     let g = &p.graph;
     let mut rng = StdRng::seed_from_u64(seed);
@@ -168,18 +180,110 @@ fn instance(case: &Case, seed: u64) -> Result<Instance, String> {
         .iter()
         .map(|n| dims[g.dims.iter().position(|d| d.name == *n).expect("a dimension")].expect("a size"))
         .collect();
-    let mut expected = vec![("value".to_string(), out[0].clone())];
+    let mut expected = vec![(VALUE.to_string(), out[0].clone())];
     for (d, t) in ds.iter().zip(&out[1..]) {
         expected.push((codegen::derivative_key(d), t.clone()));
     }
     Ok(Instance {
-        case: case.clone(),
+        case,
         problem: p,
         derivs: ds,
         args,
         dim_args,
         expected,
     })
+}
+
+/// Cases beyond the suite: names that clash with Python and Rust keywords,
+/// library names and generated names, and a dimension that no variable fixes
+/// (an extra argument).
+const EXTRA_CASES: &[(&str, &str)] = &[
+    (
+        "extra_names.mc",
+        "expr: lambda*sum(exp(np)) + t1'*value + len*sum(vector(1, k))\n\
+         decl: np: vector(n); value: vector(n); t1: vector(n); lambda: scalar; len: scalar; k: dim in 1..4\n\
+         wrt: np, value, lambda\n",
+    ),
+    (
+        "extra_rust_names.mc",
+        "expr: type*dot'*matmul + sum(softmax(x)) + sum(vector(2, k))\n\
+         decl: dot: vector(n); matmul: vector(n); type: vector(m)\n\
+         wrt: dot, type\n",
+    ),
+];
+
+/// A problem whose "derivatives" are hand-built nodes of every kind the IR
+/// has (every function, powers, inverse, determinants, softmax and
+/// log-sum-exp of matrices, order-3 permutations and partial sums, batched
+/// and broadcast products, identity, literal, fill, constant), compared with
+/// the interpreter like derivatives.
+fn synthetic() -> (Case, Problem, Vec<matcalc::Derivative>) {
+    use matcalc::ir::{Dim, Func, Labels};
+    let case = Case {
+        name: "synthetic.mc".into(),
+        expr: "sum(asin(x)) + sum(log(y)) + logdet(A) + sum(z)".into(),
+        decls: "x: vector(n); y: vector(n); A: matrix(n, n); z: vector(m)".into(),
+        wrt: Vec::new(),
+        order: 1,
+        dims: Vec::new(),
+    };
+    let mut p = Problem::new(&case.expr, &case.decls).unwrap();
+    let g = &mut p.graph;
+    let l = Labels::from_slice;
+    let x = g.var("x", Vec::new(), false);
+    let y = g.var("y", Vec::new(), false);
+    let a = g.var("A", Vec::new(), false);
+    let z = g.var("z", Vec::new(), false);
+    let n = g.shape(x)[0];
+    let m = g.shape(z)[0];
+    let mut nodes = Vec::new();
+    for f in Func::ALL {
+        nodes.push(g.map(f, if f == Func::Log { y } else { x }));
+    }
+    for (b, e) in [(y, 0.5), (y, -1.0), (y, 2.0), (y, -1.5), (x, 3.0)] {
+        nodes.push(g.pow(b, e));
+    }
+    nodes.push(g.inv(a));
+    nodes.push(g.det(a));
+    nodes.push(g.logdet(a));
+    nodes.push(g.logsumexp(a));
+    nodes.push(g.softmax(a));
+    nodes.push(g.softmax(x));
+    let xy = g.mul(x, y, l(&[0]), l(&[1]), l(&[0, 1]));
+    let t = g.mul(xy, z, l(&[0, 1]), l(&[2]), l(&[0, 1, 2]));
+    let st = g.softmax(t);
+    nodes.push(g.reindex(st, l(&[0, 1, 2]), l(&[2, 0, 1])));
+    let sin_t = g.map(Func::Sin, t);
+    nodes.push(g.reindex(sin_t, l(&[0, 1, 2]), l(&[2, 0])));
+    nodes.push(g.reindex(st, l(&[0, 1, 2]), l(&[1])));
+    nodes.push(g.mul(a, a, l(&[0, 1]), l(&[1, 0]), l(&[0])));
+    nodes.push(g.mul(a, x, l(&[0, 1]), l(&[1]), l(&[1])));
+    nodes.push(g.mul(st, a, l(&[0, 1, 2]), l(&[1, 0]), l(&[2])));
+    let eye = g.delta(n);
+    nodes.push(g.mul(eye, z, l(&[0, 1]), l(&[2]), l(&[0, 1, 2])));
+    nodes.push(eye);
+    nodes.push(g.literal(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], vec![Dim::Fixed(2), Dim::Fixed(3)]));
+    nodes.push(g.fill(2.5, vec![n, m]));
+    let fill = g.fill(1.5, vec![n]);
+    nodes.push(g.add(&[x, fill]));
+    nodes.push(g.constant(3.25));
+    let y2 = g.scale(2.0, y);
+    nodes.push(g.sub(x, y2));
+    nodes.push(g.mul(x, a, l(&[0]), l(&[0, 1]), l(&[0, 1])));
+    nodes.push(g.mul(a, x, l(&[0, 1]), l(&[1]), l(&[0, 1])));
+    nodes.push(g.mul(a, z, l(&[0, 1]), l(&[2]), l(&[0, 2, 1])));
+    let d = g.det(a);
+    nodes.push(g.mul(d, a, Labels::EMPTY, l(&[0, 1]), l(&[1, 0])));
+    nodes.push(g.mul(d, x, Labels::EMPTY, l(&[0]), Labels::EMPTY));
+    let ds = nodes
+        .into_iter()
+        .enumerate()
+        .map(|(k, id)| matcalc::Derivative {
+            wrt: vec![format!("k{k:02}")],
+            id,
+        })
+        .collect();
+    (case, p, ds)
 }
 
 fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
@@ -195,7 +299,7 @@ fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 /// Compare results (shape and data) with the interpreter's; a failure message per mismatch.
-fn compare(inst: &Instance, got: &[(String, Vec<usize>, Vec<Option<f64>>)]) -> Vec<String> {
+fn compare(inst: &Instance, got: &[Result1]) -> Vec<String> {
     let mut failures = Vec::new();
     for (key, want) in &inst.expected {
         let Some((_, shape, data)) = got.iter().find(|(k, ..)| k == key) else {
@@ -249,8 +353,12 @@ for item in items:
         spec.loader.exec_module(mod)
         args = [np.array(a["data"], dtype=np.float64).reshape(a["shape"]) for a in item["args"]]
         args += item["dims"]
-        value, derivs = mod.f_and_grad(*args)
-        res["results"] = {"value": arr(value), **{k: arr(v) for k, v in derivs.items()}}
+        fn = mod.f_and_grad
+        if item.get("jit"):
+            import jax
+            fn = jax.jit(fn)
+        value, derivs = fn(*args)
+        res["results"] = {"<value>": arr(value), **{k: arr(v) for k, v in derivs.items()}}
         if item.get("check"):
             res["check"] = mod.check_grad(*args)
     except Exception:
@@ -283,7 +391,9 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-type Results = Vec<(String, Vec<usize>, Vec<Option<f64>>)>;
+/// One result of generated code: key, shape and entries (`None` where not finite).
+type Result1 = (String, Vec<usize>, Vec<Option<f64>>);
+type Results = Vec<Result1>;
 
 fn parse_results(v: &Value) -> Results {
     v.as_object()
@@ -303,21 +413,31 @@ fn parse_results(v: &Value) -> Results {
 }
 
 /// Generate every case for a Python target, run them all in one interpreter,
-/// and compare. `check` names cases whose `check_grad` is also run.
-fn run_python(target: Target, check: &[&str]) {
+/// and compare. `check` names cases whose `check_grad` is also run, `jit`
+/// cases also run through `jax.jit`.
+fn run_python(target: Target, check: &[&str], jit: &[&str]) {
     let start = Instant::now();
     let dir = scratch(&format!("codegen-{}", target.name()));
     let mut failures: Vec<String> = Vec::new();
     let mut instances = Vec::new();
     let mut items = Vec::new();
-    for case in cases() {
-        let inst = match instance(&case, 7) {
+    let (syn_case, syn_p, syn_ds) = synthetic();
+    let all = cases()
+        .into_iter()
+        .map(|c| (c.name.clone(), instance(&c, 7)))
+        .chain(std::iter::once((
+            syn_case.name.clone(),
+            instance_of(syn_case, syn_p, syn_ds, 7),
+        )));
+    for (name, inst) in all {
+        let inst = match inst {
             Ok(i) => i,
             Err(e) => {
-                failures.push(format!("{}: {e}", case.name));
+                failures.push(format!("{name}: {e}"));
                 continue;
             }
         };
+        let case = inst.case.clone();
         let code = match codegen::generate(&inst.problem, &inst.derivs, target) {
             Ok(c) => c,
             Err(e) => {
@@ -334,6 +454,15 @@ fn run_python(target: Target, check: &[&str]) {
             "dims": inst.dim_args,
             "check": check.contains(&case.name.as_str()),
         }));
+        if jit.contains(&case.name.as_str()) {
+            items.push(json!({
+                "name": format!("{} (jit)", case.name),
+                "module": module,
+                "args": inst.args.iter().map(tensor_json).collect::<Vec<_>>(),
+                "dims": inst.dim_args,
+                "jit": true,
+            }));
+        }
         instances.push(inst);
     }
     let input = dir.join("input.json");
@@ -342,6 +471,7 @@ fn run_python(target: Target, check: &[&str]) {
     std::fs::write(&input, serde_json::to_string(&items).unwrap()).unwrap();
     std::fs::write(&driver, DRIVER).unwrap();
     let run = Command::new("python3")
+        .env("JAX_PLATFORMS", "cpu")
         .arg(&driver)
         .arg(&input)
         .arg(&output)
@@ -354,8 +484,12 @@ fn run_python(target: Target, check: &[&str]) {
     );
     let out: Value = serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
     let mut checked = 0;
-    for inst in &instances {
-        let name = &inst.case.name;
+    let runs = instances.iter().flat_map(|inst| {
+        let name = inst.case.name.clone();
+        let jitted = jit.contains(&name.as_str()).then(|| (format!("{name} (jit)"), inst));
+        std::iter::once((name, inst)).chain(jitted)
+    });
+    for (name, inst) in runs {
         let res = &out[name.as_str()];
         if let Some(e) = res.get("error") {
             failures.push(format!(
@@ -378,10 +512,11 @@ fn run_python(target: Target, check: &[&str]) {
         }
     }
     eprintln!(
-        "{}: {} cases generated and compared ({} with check_grad) in {:.1?}",
+        "{}: {} cases generated and compared ({} with check_grad, {} also jitted) in {:.1?}",
         target.name(),
         instances.len(),
         checked,
+        jit.len(),
         start.elapsed()
     );
     if !failures.is_empty() {
@@ -412,6 +547,7 @@ fn numpy_matches_interpreter() {
             "third_order.mc",
             "jac_softmax.mc",
         ],
+        &[],
     );
 }
 
@@ -421,7 +557,17 @@ fn jax_matches_interpreter() {
         eprintln!("SKIPPED jax_matches_interpreter: `import jax` fails ({e}); `python3 -m pip install \"jax[cpu]\"`");
         return;
     }
-    run_python(Target::Jax, &["headline.mc", "logistic_loss_hess.mc"]);
+    run_python(
+        Target::Jax,
+        &["headline.mc", "logistic_loss_hess.mc"],
+        &[
+            "headline.mc",
+            "headline_hess_x.mc",
+            "logistic_loss_hess.mc",
+            "softmax_xent.mc",
+            "synthetic.mc",
+        ],
+    );
 }
 
 /// PyTorch: generated for every case and parsed (not run: see the module docs).
@@ -430,9 +576,16 @@ fn torch_generates() {
     let dir = scratch("codegen-torch");
     let mut n = 0;
     let mut files = Vec::new();
-    for case in cases() {
-        let mut p = Problem::new(&case.expr, &case.decls).unwrap();
-        let ds = p.derive(&case.wrt, case.order).unwrap();
+    let mut problems: Vec<(Case, Problem, Vec<matcalc::Derivative>)> = cases()
+        .into_iter()
+        .map(|case| {
+            let mut p = Problem::new(&case.expr, &case.decls).unwrap();
+            let ds = p.derive(&case.wrt, case.order).unwrap();
+            (case, p, ds)
+        })
+        .collect();
+    problems.push(synthetic());
+    for (case, p, ds) in problems {
         let code = codegen::generate(&p, &ds, Target::Torch).unwrap();
         assert!(
             code.contains("def f_and_grad(") && code.contains("torch."),
@@ -468,12 +621,21 @@ fn rust_matches_interpreter() {
     let mut instances = Vec::new();
     let mut main = String::from("#![allow(non_snake_case)]\n\n");
     let mut body = String::new();
-    for name in RUST_CASES {
-        let case = all
-            .iter()
-            .find(|c| c.name == *name)
-            .unwrap_or_else(|| panic!("no case {name}"));
-        let inst = instance(case, 7).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut todo: Vec<Instance> = RUST_CASES
+        .iter()
+        .map(|name| {
+            let case = all
+                .iter()
+                .find(|c| c.name == *name)
+                .unwrap_or_else(|| panic!("no case {name}"));
+            instance(case, 7).unwrap_or_else(|e| panic!("{name}: {e}"))
+        })
+        .collect();
+    let (syn_case, syn_p, syn_ds) = synthetic();
+    todo.push(instance_of(syn_case, syn_p, syn_ds, 7).unwrap());
+    for inst in todo {
+        let name = inst.case.name.clone();
+        let name = name.as_str();
         let code = codegen::generate(&inst.problem, &inst.derivs, Target::Rust).unwrap();
         let module = format!("gen_{}", name.trim_end_matches(".mc"));
         write_if_changed(&krate.join(format!("src/{module}.rs")), &code);
@@ -491,18 +653,21 @@ fn rust_matches_interpreter() {
         }
         args.extend(inst.dim_args.iter().map(|d| d.to_string()));
         let _ = writeln!(body, "        let (v, ds) = {module}::f_and_grad({});", args.join(", "));
-        let _ = writeln!(body, "        show({name:?}, \"value\", &v.shape, &v.data);");
+        let _ = writeln!(body, "        show({name:?}, \"<value>\", &v.shape, &v.data);");
         let _ = writeln!(
             body,
             "        for (k, d) in &ds {{ show({name:?}, k, &d.shape, &d.data); }}"
         );
-        let mut check_args = args.clone();
-        check_args.push("1".into());
-        let _ = writeln!(
-            body,
-            "        for (k, e) in {module}::check_grad({}) {{ println!(\"check\\t{name}\\t{{k}}\\t{{e:?}}\"); }}",
-            check_args.join(", ")
-        );
+        // The synthetic roots are not derivatives: no finite-difference check.
+        if !name.starts_with("synthetic") {
+            let mut check_args = args.clone();
+            check_args.push("1".into());
+            let _ = writeln!(
+                body,
+                "        for (k, e) in {module}::check_grad({}) {{ println!(\"check\\t{name}\\t{{k}}\\t{{e:?}}\"); }}",
+                check_args.join(", ")
+            );
+        }
         let _ = writeln!(body, "    }}");
         instances.push(inst);
     }
@@ -518,7 +683,10 @@ fn rust_matches_interpreter() {
         &krate.join("Cargo.toml"),
         "[package]\nname = \"codegen_check\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
          [dependencies]\nfaer = { version = \"=0.24\", default-features = false, features = [\"std\", \"linalg\"] }\n\n\
-         [workspace]\n",
+         [workspace]\n\n\
+         # Dependencies keep the release profile (faer is built once and reused);\n\
+         # the generated code itself needs no heavy optimisation to be checked.\n\
+         [profile.release.package.codegen_check]\nopt-level = 1\n",
     );
     // The workspace's lock file pins the same faer and dependencies the engine builds with.
     if !krate.join("Cargo.lock").exists() {

@@ -516,8 +516,11 @@ fn choices_depend_on_declarations() {
 
 #[test]
 fn greek_coefficients_are_assumed_scalars() {
-    let p = parse_latex(r"\|Ax - b\|^2 + \lambda \|x\|_1 + 2\mu \|x\|^2 + \frac{\|x\|^2}{\sigma^2}").unwrap();
-    assert_eq!(p.assumed, ["lambda", "mu", "sigma"]);
+    let p = parse_latex(
+        r"\|Ax - b\|^2 + \lambda \|x\|_1 + 2\mu \|x\|^2 + \frac{\|x\|^2}{\sigma^2} + \frac{\gamma}{2} \|x\|^2",
+    )
+    .unwrap();
+    assert_eq!(p.assumed, ["lambda", "mu", "sigma", "gamma"]);
     assert!(p.decls_text().contains("lambda: scalar"));
     // Not a coefficient: a vector parameter.
     let p = parse_latex(r"\theta^T x + \lambda_2 \|\theta\|^2").unwrap();
@@ -728,4 +731,39 @@ fn plain_printing_round_trips() {
             "{plain} printed as {printed}"
         );
     }
+}
+
+/// Random LaTeX-ish texts never panic, and whatever parses echoes to our syntax that reads
+/// back to the same tree.
+#[test]
+fn random_latex_never_panics_and_echoes_faithfully() {
+    #[rustfmt::skip]
+    const PARTS: &[&str] = &[
+        r"\|", r"\left(", r"\right)", r"\left\|", r"\right\|", "^", "_", "{", "}", "x", "A", "W_1", r"\frac",
+        r"\sum_i", "x_i", ",", r"\in", r"\mathbb{R}^n", r"\mathbb{R}^{m \times n}", "=", ":=", "$", r"\sqrt", "|",
+        "'", "-", "+", r"\cdot", "2", r"\begin{bmatrix}", "&", r"\\", r"\end{bmatrix}", r"\sin", "e^", "I_n",
+        r"\langle", r"\rangle", " ", "é", "²", "⁻", r"\mathbf{", "[", "]", "(", ")", r"\{", r"\}", "T", r"^\top",
+        "^{-1}", r"\log\det", "where", " and ", r"\lambda", r"\quad", r"\text{ for }", "L(x)", "1", "95",
+        r"\odot", r"\times", r"\operatorname{tr}", r"\foo", "_2^2", "_F", r"\mathbf{1}", "%", "\n", "y", "X",
+    ];
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut parsed = 0;
+    for _ in 0..20_000 {
+        let len = 1 + next(24);
+        let text: String = (0..len).map(|_| PARTS[next(PARTS.len())]).collect();
+        let Ok(p) = parse_latex(&text) else { continue };
+        parsed += 1;
+        check_spans(&p.expr, text.len(), &text);
+        let back = parse_expr(&p.echo).unwrap_or_else(|e| panic!("{text:?} echoed as {:?}: {e}", p.echo));
+        assert_eq!(sexp(&back), sexp(&p.expr), "{text:?} echoed as {:?}", p.echo);
+        let decls = p.decls_text();
+        assert!(parse_decls(&decls).is_ok(), "{text:?}: declarations {decls:?}");
+    }
+    assert!(parsed > 100, "only {parsed} random texts parsed");
 }

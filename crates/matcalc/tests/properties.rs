@@ -361,11 +361,12 @@ pub mod gen {
                 1 => format!("softmax({})", e(0)),
                 _ => format!("diag(diag({}))", e(0)),
             },
-            10 => match p.take(5) {
+            10 => match p.take(6) {
                 0 => format!("({} + {})", e(0), s(1)),
                 1 => format!("({} - {})", s(1), e(0)),
                 2 => format!("({} + vector({}))", e(0), s(1)),
                 3 => format!("(vector({}) .* {})", s(1), e(0)),
+                4 => format!("vector({}, {})", s(1), d.name()),
                 _ => {
                     let k = p.dim();
                     format!("({} * vector({}))", kid(t, 0, Mat(d, k)), s(1))
@@ -434,10 +435,11 @@ pub mod gen {
                 _ => format!("({} * {})", kid(t, 0, Col(r)), kid(t, 1, Row(c))),
             },
             9 => format!("{}'", kid(t, 0, Mat(c, r))),
-            10 => match p.take(4) {
+            10 => match p.take(5) {
                 0 => format!("({} + {})", e(0), s(1)),
                 1 => format!("({} - {})", s(1), e(0)),
                 2 => format!("({} + matrix({}))", e(0), s(1)),
+                3 => format!("matrix({}, {}, {})", s(1), r.name(), c.name()),
                 _ => format!("(matrix({}) .* {})", s(1), e(0)),
             },
             11 => match p.take(3) {
@@ -766,7 +768,7 @@ pub mod oracle {
                     return Ok(V::M(n, n, eye(n)));
                 }
                 let x = eval(&args[0], env)?;
-                if let Some(_) = func(name, 0.5) {
+                if func(name, 0.5).is_some() {
                     return Ok(x.map(&|v| func(name, v).unwrap()));
                 }
                 match name.as_str() {
@@ -818,14 +820,30 @@ pub mod oracle {
                             V::Col((0..n).map(|i| d[i * n + i]).collect())
                         }
                     },
-                    "vector" => match x {
-                        V::S(c) => V::FillCol(c),
-                        _ => return Err("oracle: vector of a non-scalar".into()),
-                    },
-                    "matrix" => match x {
-                        V::S(c) => V::FillMat(c),
-                        _ => return Err("oracle: matrix of a non-scalar".into()),
-                    },
+                    "vector" | "matrix" => {
+                        let V::S(c) = x else {
+                            return Err(format!("oracle: {name} of a non-scalar"));
+                        };
+                        let sizes: Vec<usize> = args[1..]
+                            .iter()
+                            .map(|a| match &a.kind {
+                                ExprKind::Num(v) => Ok(*v as usize),
+                                ExprKind::Ident(d) => env
+                                    .dims
+                                    .get(d)
+                                    .copied()
+                                    .ok_or_else(|| format!("oracle: no size for {d}")),
+                                _ => Err("oracle: a size must be a number or a name".to_string()),
+                            })
+                            .collect::<Result<_, _>>()?;
+                        match (name.as_str(), sizes.as_slice()) {
+                            ("vector", []) => V::FillCol(c),
+                            ("matrix", []) => V::FillMat(c),
+                            ("vector", [k]) => V::Col(vec![c; *k]),
+                            ("matrix", [r, k]) => V::M(*r, *k, vec![c; r * k]),
+                            _ => return Err(format!("oracle: {name} with {} sizes", sizes.len())),
+                        }
+                    }
                     _ => return Err(format!("oracle: unknown function {name}")),
                 }
             }
@@ -1028,13 +1046,17 @@ fn check_at(p: &mut Problem, wrt: &str, order: usize, n: usize, m: usize, seed: 
         p.derive(&w, order - 1).map_err(|e| e.to_string())?[0].id
     };
     let (dv, vals) = sample(p, n, m, seed);
-    let ev = evaluate(&p.graph, &[f, d], p.root, &vals, &dv).map_err(|e| e.to_string())?;
+    let ev = evaluate(&p.graph, &[f, d, p.root], p.root, &vals, &dv).map_err(|e| e.to_string())?;
     let norm = |t: &Tensor| t.data().iter().map(|v| v * v).sum::<f64>().sqrt();
-    let (nf, nd) = (norm(&ev.values[0]), norm(&ev.values[1]));
+    let (nf, nd, nroot) = (norm(&ev.values[0]), norm(&ev.values[1]), norm(&ev.values[2]));
     let x = vals[p.var_index(wrt).map_err(|e| e.to_string())?].as_ref().unwrap();
     let h = 1e-3 * x.data().iter().fold(1.0f64, |a, v| a.max(v.abs()));
     let measured = rounding_noise(p, f, wrt, &dv, &vals, h, seed)?;
-    let noise = (1e3 * f64::EPSILON * nf).max(20.0 * measured) / h;
+    // A k-th derivative far below ε·|f|/hᵏ (what differences of f itself can
+    // resolve) is below the precision its own evaluation can be trusted to:
+    // e.g. a Hessian of 1e-13 where f ≈ 4 (saturated sigmoid).
+    let resolvable = 10.0 * f64::EPSILON * nroot / h.powi(order as i32 - 1);
+    let noise = (1e3 * f64::EPSILON * nf).max(20.0 * measured).max(resolvable) / h;
     let diff = 2.0 * r.worst * nd.max(1e-8);
     if std::env::var("MATCALC_PROPTEST_VERBOSE").is_ok() {
         eprintln!("  point {seed}: |F| = {nf:.3e}, |D| = {nd:.3e}, measured noise {measured:.3e}, h = {h:.2e}: noise bound {noise:.3e} vs difference {diff:.3e}");
@@ -1742,13 +1764,13 @@ fn one_case() {
     eprintln!("f = {}", show(&p, p.root));
     let wrt = c.wrt.clone().unwrap_or_else(|| p.occurring[0].clone());
     for order in 1..=(1 + c.hessian as usize) {
-        if let Ok(d) = p.derive(&[wrt.clone()], order) {
+        if let Ok(d) = p.derive(std::slice::from_ref(&wrt), order) {
             eprintln!("order {order} by {wrt} = {}", show(&p, d[0].id));
         }
     }
     if std::env::var("MATCALC_CASE_AUDIT").is_ok() {
         let order = 1 + c.hessian as usize;
-        let d = p.derive(&[wrt.clone()], order).unwrap()[0].id;
+        let d = p.derive(std::slice::from_ref(&wrt), order).unwrap()[0].id;
         for &(n, m) in &c.dims {
             eprintln!("shape audit n={n} m={m}: {}", shape_audit(&p, d, n, m, c.seed));
         }

@@ -17,8 +17,8 @@
 //! stable softmax and log-sum-exp (shifted by the maximum), stable sigmoid and
 //! softplus, `log|det|` through a log-determinant routine.
 //!
-//! * [`python`]: NumPy, JAX (`jax.numpy`, 64-bit floats switched on) and PyTorch.
-//! * [`rust`]: a Rust module over a small row-major tensor type, with products,
+//! * `python`: NumPy, JAX (`jax.numpy`, 64-bit floats switched on) and PyTorch.
+//! * `rust`: a Rust module over a small row-major tensor type, with products,
 //!   inverses and determinants by faer 0.24; every node kind is supported.
 
 mod python;
@@ -418,7 +418,10 @@ pub(crate) fn exponent_literal(p: f64) -> String {
 pub(crate) mod prec {
     /// `a + b`, `a - b`.
     pub const ADD: u8 = 10;
-    /// `a * b`, `a / b`, `a @ b`.
+    /// `a @ b` (Python): as tight as `*` there, but kept apart so that mixed
+    /// chains get parentheses (`(X.T * v) @ X`, `(A @ b) * c`).
+    pub const MATMUL: u8 = 19;
+    /// `a * b`, `a / b`.
     pub const MUL: u8 = 20;
     /// `-a`.
     pub const UNARY: u8 = 30;

@@ -501,7 +501,7 @@ impl Gen<'_, '_> {
                 let x = self.get(other);
                 let x = self.reindex(&x, &from, &s3);
                 match g.const_value(scalar) {
-                    Some(c) if c == -1.0 => Expr::new(format!("-{}", x.at(prec::UNARY)), prec::UNARY),
+                    Some(-1.0) => Expr::new(format!("-{}", x.at(prec::UNARY)), prec::UNARY),
                     _ => {
                         let s = self.get(scalar);
                         self.times(&s, &x)
@@ -540,7 +540,12 @@ impl Gen<'_, '_> {
                 if r.transposed {
                     y = self.transpose(&y);
                 }
-                Expr::new(format!("{} @ {}", x.at(prec::MUL), y.at(prec::MUL + 1)), prec::MUL)
+                let left = if x.prec == prec::MUL {
+                    format!("({})", x.text)
+                } else {
+                    x.at(prec::MATMUL)
+                };
+                Expr::new(format!("{left} @ {}", y.at(prec::MUL + 1)), prec::MATMUL)
             }
             Product::Broadcast => {
                 let x = self.get(a);
@@ -618,7 +623,7 @@ impl Gen<'_, '_> {
             .collect();
         match self.be {
             Backend::Torch => Expr::atom(format!("{}.permute({})", e.at(prec::ATOM), perm.join(", "))),
-            _ => Expr::atom(format!("{ns}.transpose({}, ({},))", e.text, perm.join(", "))),
+            _ => Expr::atom(format!("{ns}.transpose({}, ({}))", e.text, perm.join(", "))),
         }
     }
 
@@ -755,7 +760,12 @@ impl Gen<'_, '_> {
             let _ = writeln!(
                 s,
                 "Importing this module switches JAX to 64-bit floats (jax_enable_x64). f_and_grad\n\
-                 can be wrapped in jax.jit."
+                 can be wrapped in jax.jit{};\nthe shape checks then run once, when it is traced.",
+                if free.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (with {} as static arguments)", free.join(", "))
+                }
             );
         }
         let _ = writeln!(s, "\"\"\"");

@@ -79,6 +79,8 @@ enum Val {
     Elem(Expr, Vec<String>),
     /// A call to bind to a name: its value is a scalar (`f64`) or a tensor.
     Call { text: String, scalar: bool },
+    /// A constant tensor built where it is first needed (identity, literal).
+    Lazy(String),
 }
 
 struct Gen<'s, 'g> {
@@ -113,10 +115,9 @@ pub(crate) fn generate(spec: &Spec) -> String {
     let value_name = gen.names.claim("value");
     out_names.insert(spec.root, value_name.clone());
     for d in &spec.derivs {
-        if !out_names.contains_key(&d.id) {
-            let n = gen.names.claim(&output_base(d));
-            out_names.insert(d.id, n);
-        }
+        out_names
+            .entry(d.id)
+            .or_insert_with(|| gen.names.claim(&output_base(d)));
     }
     for &id in &spec.order {
         let v = gen.node_val(id);
@@ -236,7 +237,7 @@ impl Gen<'_, '_> {
     fn needs_binding(&self, id: Id, v: &Val) -> bool {
         match v {
             Val::Call { .. } => true,
-            Val::Tensor { .. } => false,
+            Val::Tensor { .. } | Val::Lazy(_) => false,
             Val::Scalar(e) if e.prec == prec::ATOM && is_name(&e.text) => false,
             _ if self.spec.uses(id) >= 2 => !matches!(self.spec.g.node(id), Node::Fill(..) | Node::Const(_)),
             Val::Scalar(_) => {
@@ -264,6 +265,10 @@ impl Gen<'_, '_> {
             }
             Val::Elem(e, inputs) => {
                 let text = self.ew_text(id, &e, &inputs);
+                self.body.push(format!("let {name} = {text};"));
+                Val::Tensor { name, by_ref: false }
+            }
+            Val::Lazy(text) => {
                 self.body.push(format!("let {name} = {text};"));
                 Val::Tensor { name, by_ref: false }
             }
@@ -312,7 +317,7 @@ impl Gen<'_, '_> {
                     format!("&{name}")
                 }
             }
-            v @ Val::Elem(..) => {
+            v @ (Val::Elem(..) | Val::Lazy(_)) => {
                 let n = self.temp();
                 let v = self.bind(id, v, n.clone());
                 self.vals.insert(id, v);
@@ -323,13 +328,21 @@ impl Gen<'_, '_> {
         }
     }
 
+    /// Bind a lazily built constant before its first use in an elementwise expression.
+    fn force(&mut self, id: Id) {
+        if let Val::Lazy(_) = self.vals[&id] {
+            self.tensor(id);
+        }
+    }
+
     /// A node as an elementwise expression with its inputs.
-    fn elem(&self, id: Id) -> (Expr, Vec<String>) {
+    fn elem(&mut self, id: Id) -> (Expr, Vec<String>) {
+        self.force(id);
         match &self.vals[&id] {
             Val::Scalar(e) => (e.clone(), Vec::new()),
             Val::Tensor { name, .. } => (Expr::atom(name.clone()), vec![name.clone()]),
             Val::Elem(e, inputs) => (e.clone(), inputs.clone()),
-            Val::Call { .. } => unreachable!("calls are bound where they are made"),
+            Val::Call { .. } | Val::Lazy(_) => unreachable!("bound before use"),
         }
     }
 
@@ -381,13 +394,13 @@ impl Gen<'_, '_> {
             Node::Literal(data, sh) => {
                 let vals: Vec<String> = data.iter().map(|v| self.float(v.get()).text).collect();
                 let dims: Vec<String> = sh.iter().map(|&d| self.dim(d)).collect();
-                let text = format!("Tensor::new(vec![{}], vec![{}])", dims.join(", "), vals.join(", "));
-                self.call(id, text, false)
+                Val::Lazy(format!(
+                    "Tensor::new(vec![{}], vec![{}])",
+                    dims.join(", "),
+                    vals.join(", ")
+                ))
             }
-            Node::Delta(d) => {
-                let text = format!("Tensor::eye({})", self.dim(d));
-                self.call(id, text, false)
-            }
+            Node::Delta(d) => Val::Lazy(format!("Tensor::eye({})", self.dim(d))),
             Node::Add(ts) => {
                 let mut text = String::new();
                 let mut inputs: Vec<String> = Vec::new();
@@ -492,6 +505,10 @@ impl Gen<'_, '_> {
         match classify(g, a, b, &s1, &s2, &s3) {
             Product::Scaling { scalar, other, from } => {
                 let (s, _) = self.elem(scalar);
+                // A scalar broadcast to a shape: `ew` takes the shape itself.
+                if from.as_ref() == s3.as_ref() && g.uniform_value(other) == Some(1.0) {
+                    return self.result(id, s, Vec::new());
+                }
                 let (x, inputs) = if from.as_ref() == s3.as_ref() {
                     self.elem(other)
                 } else {
@@ -506,7 +523,7 @@ impl Gen<'_, '_> {
                     }
                 };
                 let e = match g.const_value(scalar) {
-                    Some(c) if c == -1.0 => Expr::new(format!("-{}", x.at(prec::UNARY)), prec::UNARY),
+                    Some(-1.0) => Expr::new(format!("-{}", x.at(prec::UNARY)), prec::UNARY),
                     _ => Expr::new(format!("{} * {}", s.at(prec::MUL), x.at(prec::MUL + 1)), prec::MUL),
                 };
                 self.result(id, e, inputs)
@@ -616,7 +633,7 @@ impl Gen<'_, '_> {
             "//! Standalone: add `faer = \"0.24\"` to Cargo.toml (`default-features = false,\n\
              //! features = [\"std\", \"linalg\"]` is enough) and include this file as a module."
         );
-        s.push_str("#![allow(non_snake_case, unused_variables, unused_imports, clippy::all)]\n\n");
+        s.push_str("#![allow(non_snake_case, unused_variables, unused_imports, dead_code, clippy::all)]\n\n");
         s.push_str("pub use rt::Tensor;\nuse rt::*;\n\n");
         let arg_keys: Vec<String> = spec.args.iter().map(|&v| format!("{:?}", g.vars[v].name)).collect();
         let _ = writeln!(s, "/// The variables, in argument order.");

@@ -24,13 +24,20 @@ pub mod rt {
     impl Tensor {
         /// A tensor from its shape and row-major entries.
         pub fn new(shape: Vec<usize>, data: Vec<f64>) -> Tensor {
-            assert_eq!(shape.iter().product::<usize>(), data.len(), "shape {shape:?} and data disagree");
+            assert_eq!(
+                shape.iter().product::<usize>(),
+                data.len(),
+                "shape {shape:?} and data disagree"
+            );
             Tensor { shape, data }
         }
 
         /// An order-0 tensor.
         pub fn scalar(v: f64) -> Tensor {
-            Tensor { shape: Vec::new(), data: vec![v] }
+            Tensor {
+                shape: Vec::new(),
+                data: vec![v],
+            }
         }
 
         /// A vector.
@@ -40,7 +47,10 @@ pub mod rt {
 
         /// Every entry `v`.
         pub fn full(shape: &[usize], v: f64) -> Tensor {
-            Tensor { shape: shape.to_vec(), data: vec![v; shape.iter().product()] }
+            Tensor {
+                shape: shape.to_vec(),
+                data: vec![v; shape.iter().product()],
+            }
         }
 
         /// The identity matrix.
@@ -81,7 +91,10 @@ pub mod rt {
             assert_eq!(a.data.len(), len, "elementwise operands differ in size");
         }
         let data = (0..len).map(|k| f(std::array::from_fn(|j| args[j].data[k]))).collect();
-        Tensor { shape: shape.to_vec(), data }
+        Tensor {
+            shape: shape.to_vec(),
+            data,
+        }
     }
 
     /// A matrix as a faer view for a product: a vector is a row on the left, a column on the right.
@@ -114,7 +127,14 @@ pub mod rt {
         }
         let mut data = vec![0.0; m * n];
         if m * n > 0 {
-            gemm(MatMut::from_row_major_slice_mut(&mut data, m, n), Accum::Replace, av, bv, 1.0, Par::Seq);
+            gemm(
+                MatMut::from_row_major_slice_mut(&mut data, m, n),
+                Accum::Replace,
+                av,
+                bv,
+                1.0,
+                Par::Seq,
+            );
         }
         Tensor { shape, data }
     }
@@ -195,7 +215,9 @@ pub mod rt {
 
     /// Stride in a tensor labelled `labels` (with `strides`) of each of `all`, 0 where absent.
     fn stride_map(all: &[u8], labels: &[u8], strides: &[usize]) -> Vec<usize> {
-        all.iter().map(|l| labels.iter().position(|m| m == l).map_or(0, |p| strides[p])).collect()
+        all.iter()
+            .map(|l| labels.iter().position(|m| m == l).map_or(0, |p| strides[p]))
+            .collect()
     }
 
     /// Visit every index of `extents` in row-major order with the offsets given by each stride set.
@@ -233,7 +255,10 @@ pub mod rt {
     pub fn reindex(a: &Tensor, ia: &str, out: &str) -> Tensor {
         let (ia, out) = (ia.as_bytes(), out.as_bytes());
         assert_eq!(ia.len(), a.shape.len(), "reindex: one label per axis");
-        let shape: Vec<usize> = out.iter().map(|l| a.shape[ia.iter().position(|m| m == l).unwrap()]).collect();
+        let shape: Vec<usize> = out
+            .iter()
+            .map(|l| a.shape[ia.iter().position(|m| m == l).unwrap()])
+            .collect();
         let mut data = vec![0.0; shape.iter().product()];
         let so = stride_map(ia, out, &strides(&shape));
         let sa = strides(&a.shape);
@@ -244,8 +269,16 @@ pub mod rt {
     /// `out[o] = Σ a[ia]·b[ib]` over the labels not in `o`; labels are letters, one per axis.
     pub fn einsum(a: &Tensor, ia: &str, b: &Tensor, ib: &str, out: &str) -> Tensor {
         let (ia, ib, out) = (ia.as_bytes(), ib.as_bytes(), out.as_bytes());
-        assert_eq!(ia.len(), a.shape.len(), "einsum: one label per axis of the first operand");
-        assert_eq!(ib.len(), b.shape.len(), "einsum: one label per axis of the second operand");
+        assert_eq!(
+            ia.len(),
+            a.shape.len(),
+            "einsum: one label per axis of the first operand"
+        );
+        assert_eq!(
+            ib.len(),
+            b.shape.len(),
+            "einsum: one label per axis of the second operand"
+        );
         let mut all: Vec<u8> = out.to_vec();
         for &l in ia.iter().chain(ib) {
             if !all.contains(&l) {
@@ -313,7 +346,10 @@ pub mod rt {
         let m = a.data.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let e: Vec<f64> = a.data.iter().map(|v| (v - m).exp()).collect();
         let s: f64 = e.iter().sum();
-        Tensor { shape: a.shape.clone(), data: e.iter().map(|v| v / s).collect() }
+        Tensor {
+            shape: a.shape.clone(),
+            data: e.iter().map(|v| v / s).collect(),
+        }
     }
 
     /// 1 for x > 0, -1 for x < 0, 0 at 0.
@@ -379,8 +415,15 @@ pub mod rt {
     fn contract_last(d: &Tensor, dir: &Tensor) -> Tensor {
         let k = dir.data.len();
         let keep = d.shape.len() - dir.shape.len();
-        let data = d.data.chunks(k.max(1)).map(|c| c.iter().zip(&dir.data).map(|(x, y)| x * y).sum()).collect();
-        Tensor { shape: d.shape[..keep].to_vec(), data }
+        let data = d
+            .data
+            .chunks(k.max(1))
+            .map(|c| c.iter().zip(&dir.data).map(|(x, y)| x * y).sum())
+            .collect();
+        Tensor {
+            shape: d.shape[..keep].to_vec(),
+            data,
+        }
     }
 
     /// Compare every derivative of `f` at `args` with central finite

@@ -253,6 +253,34 @@ pub fn check(p: &mut Problem, wrt: &[String], opts: &CheckOptions) -> Result<Che
         }
     }
     let g = &p.graph;
+    // Fixed dimensions must exist and fit their declared ranges.
+    for (name, v) in &opts.dims {
+        match g.dims.iter().find(|d| d.name == *name) {
+            None => {
+                let known: Vec<&str> = g.dims.iter().map(|d| d.name.as_str()).collect();
+                return Err(
+                    crate::error::Error::new(ErrorKind::Usage, format!("there is no dimension `{name}`")).hint(
+                        if known.is_empty() {
+                            "this expression has no symbolic dimensions".to_string()
+                        } else {
+                            format!("the dimensions are: {}", known.join(", "))
+                        },
+                    ),
+                );
+            }
+            Some(d) => {
+                if let Some((lo, hi)) = d.range {
+                    if (*v as u64) < lo || (*v as u64) > hi {
+                        return Err(crate::error::Error::new(
+                            ErrorKind::Value,
+                            format!("dimension `{name}` = {v} is outside its declared range {lo}..{hi}"),
+                        )
+                        .hint(format!("choose a value in {lo}..{hi}")));
+                    }
+                }
+            }
+        }
+    }
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut lines = Vec::new();
     let mut warnings = Vec::new();

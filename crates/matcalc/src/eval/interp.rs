@@ -117,7 +117,8 @@ pub fn bind_dims(g: &Graph, values: &[Option<Tensor>], explicit: &[(String, usiz
                         "dimension `{}` is {v} (from {}), outside its declared range {lo}..{hi}",
                         d.name, origin[i]
                     ),
-                ));
+                )
+                .hint("give values whose sizes fit the declaration, or widen the range"));
             }
         }
     }

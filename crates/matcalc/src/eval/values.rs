@@ -273,6 +273,7 @@ pub fn tensor_to_json(t: &Tensor) -> Value {
 
 fn npy_error(label: &str, msg: impl fmt::Display) -> Error {
     Error::new(ErrorKind::Value, format!("npy file `{label}`: {msg}"))
+        .hint("write it with numpy.save (float or integer dtype, no zero-length axes)")
 }
 
 /// Read one array from the bytes of a `.npy` file; `label` names it in

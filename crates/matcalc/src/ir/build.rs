@@ -343,6 +343,19 @@ impl Graph {
             let inner = self.mul(a, b, s1, s2, s3);
             return self.scale(ca * cb, inner);
         }
+        // A scalar times a summed tensor: sum the tensor first, s·Σ t = Σ (s·t).
+        for (x, y, sx, sy) in [(a, b, s1, s2), (b, a, s2, s1)] {
+            if sx.is_empty() && sy.iter().any(|l| !s3.has(*l)) {
+                let r = self.reindex(y, sy, s3);
+                return self.mul(x, r, Labels::EMPTY, s3, s3);
+            }
+        }
+        // Fills multiply entrywise into a fill when nothing is summed.
+        if let (Some(va), Some(vb)) = (self.uniform_value(a), self.uniform_value(b)) {
+            if s1.iter().chain(s2.iter()).all(|l| s3.has(*l)) {
+                return self.fill(va * vb, shape);
+            }
+        }
         // Units and ones.
         if self.const_value(a) == Some(1.0) {
             return self.reindex(b, s2, s3);
@@ -465,6 +478,12 @@ impl Graph {
         }
         let (p, q) = (sd[0], sd[1]);
         for (x, y) in [(p, q), (q, p)] {
+            // Σ_x δ[x,y] = 1[y]: a delta axis summed on its own leaves ones.
+            if !s2.has(x) && !s3.has(x) {
+                let Node::Delta(n) = *self.node(d) else { unreachable!() };
+                let ones = self.ones(vec![n]);
+                return Some(self.mul(ones, b, Labels::from_slice(&[y]), s2, s3));
+            }
             if s2.has(x) && !s3.has(x) && !s2.has(y) {
                 let s2r = s2.map(|l| if l == x { y } else { l });
                 return Some(self.reindex(b, s2r, s3));

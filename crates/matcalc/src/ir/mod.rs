@@ -12,6 +12,11 @@ mod labels;
 
 pub use labels::Labels;
 
+/// Most axes a node may have.
+pub fn labels_max_order() -> usize {
+    labels::MAX_ORDER
+}
+
 use rustc_hash::FxHashMap;
 use std::fmt;
 

@@ -205,7 +205,11 @@ fn go(m: &M, s: &Style, out: &mut String) {
                 } else {
                     format!("{one}{one}{}", s.transpose)
                 };
-                write!(out, "{}{}{t}", number(*c), s.mul).unwrap()
+                if *c == 1.0 {
+                    out.push_str(&t);
+                } else {
+                    write!(out, "{}{}{t}", number(*c), s.mul).unwrap()
+                }
             }
         },
         M::Literal(rows, _) => match s.flavour {

@@ -1932,13 +1932,15 @@ impl<'a> Parser<'a> {
                             let at = self.transpose(a, at)?;
                             return self.binary(BinOp::Mul, at, b, G::S);
                         }
-                        Op::Times => return Err(syntax(
-                            span,
-                            format!("`{x} \\times {y}` of two vectors is a cross product, which is not supported"),
-                            format!(
+                        Op::Times => {
+                            return Err(syntax(
+                                span,
+                                format!("`{x} \\times {y}` of two vectors is a cross product, which is not supported"),
+                                format!(
                                 "for the inner product write `{x}^\\top {y}`, for the outer product `{x} {y}^\\top`"
                             ),
-                        )),
+                            ))
+                        }
                         _ => {
                             let what = if op == Op::Juxt { "juxtaposition" } else { "product" };
                             return Err(syntax(
@@ -1973,6 +1975,12 @@ impl<'a> Parser<'a> {
             self.binary(BinOp::EDiv, a, b, g)
         } else {
             self.note_denominator(&b);
+            if let (ExprKind::Ident(n), ExprKind::Num(_)) = (&a.e.kind, &b.e.kind) {
+                // `\frac{\lambda}{2}`: a coefficient.
+                if is_greek_lower(n) && !self.declared(n) && !a.ix {
+                    self.coeffs.push((n.clone(), a.e.span));
+                }
+            }
             let g = a.g;
             self.binary(BinOp::Div, a, b, g)
         }
