@@ -36,6 +36,12 @@ if ! python3 -c 'import numpy' 2>/dev/null; then
   install_numpy
   python3 -c 'import numpy' || { echo "error: numpy was installed but cannot be imported" >&2; exit 1; }
 fi
+# JAX (CPU) runs the generated JAX code in the code-generation tests.
+if ! python3 -c 'import jax' 2>/dev/null; then
+  echo "== installing jax[cpu] (needed by the code-generation tests)"
+  python3 -m pip install "jax[cpu]" || python3 -m pip install --user --break-system-packages "jax[cpu]" ||
+    echo "warning: jax could not be installed; the JAX code-generation test will be skipped" >&2
+fi
 
 # --- tests ----------------------------------------------------------------------------
 
