@@ -458,9 +458,9 @@ fn eval(a: EvalArgs) -> CmdResult {
     let g = &p.graph;
     let mut var_values: Vec<Option<Tensor>> = vec![None; g.vars.len()];
     for (n, t) in vals {
-        match g.var_index(&n) {
-            Some(i) => var_values[i] = Some(t),
-            None => eprintln!("warning: `{n}` is not used by the expression; ignored"),
+                match g.var_index(&n) {
+            Some(i) if p.occurring.contains(&n) => var_values[i] = Some(t),
+            _ => eprintln!("warning: `{n}` is not used by the expression; ignored"),
         }
     }
     let dimv = interp::bind_dims(g, &var_values, &dims).map_err(&err)?;

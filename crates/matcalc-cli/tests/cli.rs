@@ -588,6 +588,17 @@ fn eval_values_errors() {
 }
 
 #[test]
+fn eval_warns_about_values_the_expression_does_not_use() {
+    // A misspelt name should not pass silently.
+    let dir = scratch("unused-value");
+    let p = write(&dir, "v.json", r#"{"x": [1, 2], "A": [[1, 2], [3, 4]], "zz": 1}"#);
+    let r = run(&["eval", "x'*A*x", "--at", &p, "--json"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(parse_json(&r.stdout), json!({"value": 27.0, "derivatives": {}}));
+    assert!(r.stderr.contains("warning: `zz` is not used"), "{r:?}");
+}
+
+#[test]
 fn eval_binds_declared_symbolic_dims_from_undeclared_values() {
     // `S` is declared n×n; `x` is not declared and takes its shape from its value.
     let dir = scratch("symbolic-dims");
