@@ -458,7 +458,7 @@ fn eval(a: EvalArgs) -> CmdResult {
     let g = &p.graph;
     let mut var_values: Vec<Option<Tensor>> = vec![None; g.vars.len()];
     for (n, t) in vals {
-                match g.var_index(&n) {
+        match g.var_index(&n) {
             Some(i) if p.occurring.contains(&n) => var_values[i] = Some(t),
             _ => eprintln!("warning: `{n}` is not used by the expression; ignored"),
         }
