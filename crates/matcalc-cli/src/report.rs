@@ -172,69 +172,6 @@ pub fn layout(p: &Problem, d: &Derivative) -> (String, String) {
     }
 }
 
-fn label(d: &Derivative, style: &Style) -> String {
-    let n = d.wrt.len();
-    let latex = style.flavour == Flavour::Latex;
-    let name = |w: &str| render::print::print(&M::Name(w.to_string()), style);
-    let same = d.wrt.iter().all(|w| *w == d.wrt[0]);
-    match (latex, n, same) {
-        (true, 1, _) => format!("\\frac{{\\partial f}}{{\\partial {}}}", name(&d.wrt[0])),
-        (false, 1, _) => format!("∂f/∂{}", d.wrt[0]),
-        (true, _, true) => format!("\\frac{{\\partial^{n} f}}{{\\partial {}^{n}}}", name(&d.wrt[0])),
-        (true, _, false) => {
-            let den: Vec<String> = d.wrt.iter().map(|w| format!("\\partial {}", name(w))).collect();
-            format!("\\frac{{\\partial^{n} f}}{{{}}}", den.join(" "))
-        }
-        (false, _, _) => {
-            let sup = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹']
-                .get(n)
-                .copied()
-                .unwrap_or('ⁿ');
-            if same {
-                format!("∂{sup}f/∂{}{sup}", d.wrt[0])
-            } else {
-                format!("∂{sup}f/{}", d.wrt.iter().map(|w| format!("∂{w}")).collect::<String>())
-            }
-        }
-    }
-}
-
-/// A tensor result `[i,j,k] = body` as `∂f[i]/∂W[j,k] = body`.
-fn tensor_line(p: &Problem, d: &Derivative, res: &str) -> Option<String> {
-    let (idx, body) = res.strip_prefix('[')?.split_once("] = ")?;
-    let names: Vec<&str> = idx.split(',').collect();
-    let g = &p.graph;
-    let mut orders = vec![g.order(p.root)];
-    orders.extend(d.wrt.iter().map(|w| g.vars[g.var_index(w).unwrap()].shape.len()));
-    if orders.iter().sum::<usize>() != names.len() {
-        return None;
-    }
-    let mut at = 0;
-    let mut part = |k: usize| {
-        let s = if k == 0 {
-            String::new()
-        } else {
-            format!("[{}]", names[at..at + k].join(","))
-        };
-        at += k;
-        s
-    };
-    let f = format!("f{}", part(orders[0]));
-    let den: String = d
-        .wrt
-        .iter()
-        .zip(&orders[1..])
-        .map(|(w, &k)| format!("∂{w}{}", part(k)))
-        .collect();
-    let n = d.wrt.len();
-    let num = if n == 1 {
-        format!("∂{f}")
-    } else {
-        format!("∂^{n} {f}")
-    };
-    Some(format!("{num}/{den} = {body}"))
-}
-
 /// `derive` output in text or LaTeX.
 pub fn derive_text(p: &Problem, ds: &[Derivative], form: Form, style: &Style, reserved: &[String]) -> String {
     let g = &p.graph;
@@ -254,7 +191,7 @@ pub fn derive_text(p: &Problem, ds: &[Derivative], form: Form, style: &Style, re
         }
         for (k, (d, res)) in ds.iter().zip(&results).enumerate() {
             let end = if k + 1 == ds.len() { "" } else { " \\\\" };
-            out.push_str(&format!("{} &= {res}{end}\n", label(d, style)));
+            out.push_str(&format!("{} &= {res}{end}\n", d.label(style)));
         }
         out.push_str("\\end{aligned}\n");
         return out;
@@ -270,9 +207,9 @@ pub fn derive_text(p: &Problem, ds: &[Derivative], form: Form, style: &Style, re
         }
     }
     for (d, res) in ds.iter().zip(&results) {
-        match tensor_line(p, d, res) {
+        match p.tensor_line(d, res) {
             Some(line) => out.push_str(&format!("{line}\n")),
-            None => out.push_str(&format!("{} = {res}\n", label(d, style))),
+            None => out.push_str(&format!("{} = {res}\n", d.label(style))),
         }
         out.push_str(&format!("  [{}]\n", layout(p, d).1));
     }

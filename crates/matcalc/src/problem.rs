@@ -3,6 +3,8 @@
 use crate::diff;
 use crate::error::{Error, ErrorKind, Origin, Result};
 use crate::ir::{Graph, Id};
+use crate::render::mexpr::M;
+use crate::render::print::{Flavour, Style};
 use crate::syntax::ast::Decl;
 use crate::typing::{self, nearest, Kind};
 
@@ -180,5 +182,76 @@ impl Problem {
             ));
         }
         Ok(())
+    }
+}
+
+/// How derivatives are labelled when printed (shared by the CLI, the tests and front ends).
+impl Derivative {
+    /// How the derivative is named: `∂f/∂x`, `∂²f/∂x²`, `\frac{\partial f}{\partial x}`.
+    pub fn label(&self, style: &Style) -> String {
+        let d = self;
+        let n = d.wrt.len();
+        let latex = style.flavour == Flavour::Latex;
+        let name = |w: &str| crate::render::print::print(&M::Name(w.to_string()), style);
+        let same = d.wrt.iter().all(|w| *w == d.wrt[0]);
+        match (latex, n, same) {
+            (true, 1, _) => format!("\\frac{{\\partial f}}{{\\partial {}}}", name(&d.wrt[0])),
+            (false, 1, _) => format!("∂f/∂{}", d.wrt[0]),
+            (true, _, true) => format!("\\frac{{\\partial^{n} f}}{{\\partial {}^{n}}}", name(&d.wrt[0])),
+            (true, _, false) => {
+                let den: Vec<String> = d.wrt.iter().map(|w| format!("\\partial {}", name(w))).collect();
+                format!("\\frac{{\\partial^{n} f}}{{{}}}", den.join(" "))
+            }
+            (false, _, _) => {
+                let sup = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹']
+                    .get(n)
+                    .copied()
+                    .unwrap_or('ⁿ');
+                if same {
+                    format!("∂{sup}f/∂{}{sup}", d.wrt[0])
+                } else {
+                    format!("∂{sup}f/{}", d.wrt.iter().map(|w| format!("∂{w}")).collect::<String>())
+                }
+            }
+        }
+    }
+}
+
+impl Problem {
+    /// A tensor result printed as `[i,j,k] = body`, written `∂f[i]/∂W[j,k] = body`.
+    pub fn tensor_line(&self, d: &Derivative, res: &str) -> Option<String> {
+        let p = self;
+        let (idx, body) = res.strip_prefix('[')?.split_once("] = ")?;
+        let names: Vec<&str> = idx.split(',').collect();
+        let g = &p.graph;
+        let mut orders = vec![g.order(p.root)];
+        for w in &d.wrt {
+            orders.push(g.vars[g.var_index(w)?].shape.len());
+        }
+        if orders.iter().sum::<usize>() != names.len() {
+            return None;
+        }
+        let mut at = 0;
+        let mut part = |k: usize| {
+            let s = if k == 0 {
+                String::new()
+            } else {
+                format!("[{}]", names[at..at + k].join(","))
+            };
+            at += k;
+            s
+        };
+        let f = format!("f{}", part(orders[0]));
+        let den: String = d
+            .wrt
+            .iter()
+            .zip(&orders[1..])
+            .map(|(w, &k)| format!("∂{w}{}", part(k)))
+            .collect();
+        let num = match d.wrt.len() {
+            1 => format!("∂{f}"),
+            n => format!("∂^{n} {f}"),
+        };
+        Some(format!("{num}/{den} = {body}"))
     }
 }

@@ -187,72 +187,6 @@ fn has_index(m: &M) -> bool {
     }
 }
 
-/// `∂f/∂x`, `∂²f/∂x²`, `∂²f/∂x∂y`, or their LaTeX (as `matcalc derive` writes them).
-fn label(d: &Derivative, style: &Style) -> String {
-    let n = d.wrt.len();
-    let same = d.wrt.iter().all(|w| *w == d.wrt[0]);
-    if style.flavour == Flavour::Latex {
-        let name = |w: &str| render::print::print(&M::Name(w.to_string()), style);
-        return match (n, same) {
-            (1, _) => format!("\\frac{{\\partial f}}{{\\partial {}}}", name(&d.wrt[0])),
-            (_, true) => format!("\\frac{{\\partial^{n} f}}{{\\partial {}^{n}}}", name(&d.wrt[0])),
-            (_, false) => {
-                let den: Vec<String> = d.wrt.iter().map(|w| format!("\\partial {}", name(w))).collect();
-                format!("\\frac{{\\partial^{n} f}}{{{}}}", den.join(" "))
-            }
-        };
-    }
-    if n == 1 {
-        return format!("∂f/∂{}", d.wrt[0]);
-    }
-    let sup = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹']
-        .get(n)
-        .copied()
-        .unwrap_or('ⁿ');
-    if same {
-        format!("∂{sup}f/∂{}{sup}", d.wrt[0])
-    } else {
-        format!("∂{sup}f/{}", d.wrt.iter().map(|w| format!("∂{w}")).collect::<String>())
-    }
-}
-
-/// A tensor result `[i,j,k] = body` as `∂f[i]/∂W[j,k] = body`, as `matcalc
-/// derive` writes it in text.
-fn tensor_line(p: &Problem, d: &Derivative, res: &str) -> Option<String> {
-    let (idx, body) = res.strip_prefix('[')?.split_once("] = ")?;
-    let names: Vec<&str> = idx.split(',').collect();
-    let g = &p.graph;
-    let mut orders = vec![g.order(p.root)];
-    for w in &d.wrt {
-        orders.push(g.vars[g.var_index(w)?].shape.len());
-    }
-    if orders.iter().sum::<usize>() != names.len() {
-        return None;
-    }
-    let mut at = 0;
-    let mut part = |k: usize| {
-        let s = if k == 0 {
-            String::new()
-        } else {
-            format!("[{}]", names[at..at + k].join(","))
-        };
-        at += k;
-        s
-    };
-    let f = format!("f{}", part(orders[0]));
-    let den: String = d
-        .wrt
-        .iter()
-        .zip(&orders[1..])
-        .map(|(w, &k)| format!("∂{w}{}", part(k)))
-        .collect();
-    let num = match d.wrt.len() {
-        1 => format!("∂{f}"),
-        n => format!("∂^{n} {f}"),
-    };
-    Some(format!("{num}/{den} = {body}"))
-}
-
 /// The text (or LaTeX) report of the derivatives in a form, like `matcalc derive`.
 fn report(p: &Problem, ds: &[Derivative], form: Form, style: &Style) -> String {
     let g = &p.graph;
@@ -270,7 +204,7 @@ fn report(p: &Problem, ds: &[Derivative], form: Form, style: &Style) -> String {
         }
         for (k, (d, r)) in ds.iter().zip(&results).enumerate() {
             let end = if k + 1 == ds.len() { "" } else { " \\\\" };
-            let _ = writeln!(out, "{} &= {r}{end}", label(d, style));
+            let _ = writeln!(out, "{} &= {r}{end}", d.label(style));
         }
         out.push_str("\\end{aligned}");
         return out;
@@ -286,10 +220,10 @@ fn report(p: &Problem, ds: &[Derivative], form: Form, style: &Style) -> String {
         }
     }
     for (d, r) in ds.iter().zip(&results) {
-        match tensor_line(p, d, r) {
+        match p.tensor_line(d, r) {
             Some(line) => out.push_str(&line),
             None => {
-                let _ = write!(out, "{} = {r}", label(d, style));
+                let _ = write!(out, "{} = {r}", d.label(style));
             }
         }
         out.push('\n');
@@ -636,14 +570,14 @@ fn run_case(case: &Case, bless: bool) -> (Vec<String>, bool) {
             if p.graph.order(d.id) <= 2 {
                 failures.push(format!(
                     "{}: index notation for a derivative of order {} (a matrix form exists): {text}",
-                    label(d, &Style::TEXT),
+                    d.label(&Style::TEXT),
                     p.graph.order(d.id)
                 ));
             }
             continue;
         }
         if let Err(e) = round_trip(&p, d.id, text, &rt_decls) {
-            failures.push(format!("{}: round trip of `{text}`: {e}", label(d, &Style::TEXT)));
+            failures.push(format!("{}: round trip of `{text}`: {e}", d.label(&Style::TEXT)));
         }
     }
 
