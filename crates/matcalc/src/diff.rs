@@ -14,133 +14,14 @@ pub fn derivatives(g: &mut Graph, f: Id, vars: &[usize]) -> Vec<Id> {
     let p = g.order(f);
     let o = Labels::range(0, p);
     let dep = g.depends_on(&[f], vars);
-    let order = g.topo_order(&[f]);
-    let mut contribs: FxHashMap<Id, Vec<Id>> = FxHashMap::default();
-    let mut var_bar: FxHashMap<usize, Id> = FxHashMap::default();
-    if dep[f.index()] {
-        let seed = identity_seed(g, f);
-        contribs.insert(f, vec![seed]);
-    }
-    for &v in order.iter().rev() {
-        if !dep[v.index()] {
-            continue;
-        }
-        let Some(list) = contribs.remove(&v) else {
-            continue;
-        };
-        let bar = g.add(&list);
-        let push = |g: &Graph, child: Id, c: Id, contribs: &mut FxHashMap<Id, Vec<Id>>| {
-            if dep[child.index()] && !g.is_zero(c) {
-                contribs.entry(child).or_default().push(c);
-            }
-        };
-        let q = g.order(v);
-        let sv = Labels::range(p as u8, q);
-        let node = g.node(v).clone();
-        match node {
-            Node::Var(i) => {
-                var_bar.insert(i as usize, bar);
-            }
-            Node::Const(_) | Node::Fill(..) | Node::Literal(..) | Node::Delta(_) => {}
-            Node::Add(ts) => {
-                for &t in ts.iter() {
-                    push(g, t, bar, &mut contribs);
-                }
-            }
-            Node::Mul(a, b, s1, s2, s3) => {
-                let sh = |l: u8| l + p as u8;
-                let (s1, s2, s3) = (s1.map(sh), s2.map(sh), s3.map(sh));
-                let bar_l = o.concat(&s3);
-                for (x, y, sx, sy) in [(a, b, s1, s2), (b, a, s2, s1)] {
-                    if !dep[x.index()] {
-                        continue;
-                    }
-                    // x̄[O, sx] = Σ v̄[O, s3] · y[sy], broadcasting over labels only x had.
-                    let missing: Vec<u8> = sx.iter().copied().filter(|l| !s3.has(*l) && !sy.has(*l)).collect();
-                    let (yy, yl) = if missing.is_empty() {
-                        (y, sy)
-                    } else {
-                        let dims = missing.iter().map(|&l| g.shape(x)[sx.pos(l).unwrap()]).collect();
-                        let ones = g.ones(dims);
-                        let ml = Labels::from_slice(&missing);
-                        let yl = sy.concat(&missing);
-                        (g.mul(y, ones, sy, ml, yl), yl)
-                    };
-                    let c = g.mul(bar, yy, bar_l, yl, o.concat(&sx));
-                    push(g, x, c, &mut contribs);
-                }
-            }
-            Node::Reindex(a, ia, out) => {
-                let sh = |l: u8| l + p as u8;
-                let (ia, out) = (ia.map(sh), out.map(sh));
-                let missing: Vec<u8> = ia.iter().copied().filter(|l| !out.has(*l)).collect();
-                let c = if missing.is_empty() {
-                    g.reindex(bar, o.concat(&out), o.concat(&ia))
-                } else {
-                    let dims = missing.iter().map(|&l| g.shape(a)[ia.pos(l).unwrap()]).collect();
-                    let ones = g.ones(dims);
-                    g.mul(bar, ones, o.concat(&out), Labels::from_slice(&missing), o.concat(&ia))
-                };
-                push(g, a, c, &mut contribs);
-            }
-            Node::Map(f, x) => {
-                let d = func_derivative(g, f, x, v);
-                let c = g.mul(bar, d, o.concat(&sv), sv, o.concat(&sv));
-                push(g, x, c, &mut contribs);
-            }
-            Node::Pow(x, e) => {
-                let e = e.get();
-                let pw = g.pow(x, e - 1.0);
-                let d = g.scale(e, pw);
-                let c = g.mul(bar, d, o.concat(&sv), sv, o.concat(&sv));
-                push(g, x, c, &mut contribs);
-            }
-            Node::Inv(x) => {
-                // Ā = −Vᵀ V̄ Vᵀ
-                let (i, j, k, l) = (p as u8, p as u8 + 1, p as u8 + 2, p as u8 + 3);
-                let t = g.mul(
-                    bar,
-                    v,
-                    o.concat(&[k, l]),
-                    Labels::from_slice(&[j, l]),
-                    o.concat(&[k, j]),
-                );
-                let u = g.mul(v, t, Labels::from_slice(&[k, i]), o.concat(&[k, j]), o.concat(&[i, j]));
-                let c = g.neg(u);
-                push(g, x, c, &mut contribs);
-            }
-            Node::Det(x) => {
-                // Ā = v̄ · det(X) · X⁻ᵀ
-                let inv = g.inv(x);
-                let it = g.transpose(inv);
-                let dit = g.times(v, it);
-                let s2 = Labels::range(p as u8, 2);
-                let c = g.mul(bar, dit, o, s2, o.concat(&s2));
-                push(g, x, c, &mut contribs);
-            }
-            Node::LogDet(x) => {
-                let inv = g.inv(x);
-                let it = g.transpose(inv);
-                let s2 = Labels::range(p as u8, 2);
-                let c = g.mul(bar, it, o, s2, o.concat(&s2));
-                push(g, x, c, &mut contribs);
-            }
-            Node::LogSumExp(x) => {
-                let sm = g.softmax(x);
-                let sx = Labels::range(p as u8, g.order(x));
-                let c = g.mul(bar, sm, o, sx, o.concat(&sx));
-                push(g, x, c, &mut contribs);
-            }
-            Node::Softmax(x) => {
-                // x̄ = v̄ ⊙ s − (v̄ · s) s
-                let t1 = g.mul(bar, v, o.concat(&sv), sv, o.concat(&sv));
-                let u = g.mul(bar, v, o.concat(&sv), sv, o);
-                let t2 = g.mul(u, v, o, sv, o.concat(&sv));
-                let c = g.sub(t1, t2);
-                push(g, x, c, &mut contribs);
-            }
-        }
-    }
+    let seed = identity_seed(g, f);
+    let var_bar: FxHashMap<usize, Id> = sweep(g, f, seed, p, &dep, |g, id| matches!(g.node(id), Node::Var(_)))
+        .into_iter()
+        .filter_map(|(id, bar)| match g.node(id) {
+            Node::Var(i) => Some((*i as usize, bar)),
+            _ => None,
+        })
+        .collect();
     vars.iter()
         .map(|&vi| {
             let mut shape = g.shape(f).to_vec();
@@ -159,8 +40,191 @@ pub fn derivatives(g: &mut Graph, f: Id, vars: &[usize]) -> Vec<Id> {
         .collect()
 }
 
+/// The reverse sweep from `root`, whose adjoint is `seed` (with `p` output axes in front),
+/// down to the nodes `is_leaf` accepts: the adjoint of each leaf reached, in the order the
+/// sweep finishes them. `dep[id]` says whether a node depends on what is differentiated;
+/// the sweep does not descend past a leaf (other than `root` itself).
+pub(crate) fn sweep(
+    g: &mut Graph,
+    root: Id,
+    seed: Id,
+    p: usize,
+    dep: &[bool],
+    is_leaf: impl Fn(&Graph, Id) -> bool,
+) -> Vec<(Id, Id)> {
+    let order = topo_to_leaves(g, root, &is_leaf);
+    let mut contribs: FxHashMap<Id, Vec<Id>> = FxHashMap::default();
+    let mut leaves = Vec::new();
+    if dep[root.index()] {
+        contribs.insert(root, vec![seed]);
+    }
+    for &v in order.iter().rev() {
+        if !dep[v.index()] {
+            continue;
+        }
+        let Some(list) = contribs.remove(&v) else {
+            continue;
+        };
+        let bar = g.add(&list);
+        if v != root && is_leaf(g, v) {
+            leaves.push((v, bar));
+            continue;
+        }
+        for (child, c) in pull_back(g, v, bar, p, dep) {
+            if dep[child.index()] && !g.is_zero(c) {
+                contribs.entry(child).or_default().push(c);
+            }
+        }
+        if is_leaf(g, v) {
+            // The root is itself a leaf (f = x): its adjoint is the seed.
+            leaves.push((v, bar));
+        }
+    }
+    leaves
+}
+
+/// The nodes under `root` in topological order, not descending below leaves.
+fn topo_to_leaves(g: &Graph, root: Id, is_leaf: &impl Fn(&Graph, Id) -> bool) -> Vec<Id> {
+    let mut seen = rustc_hash::FxHashSet::default();
+    let mut order = Vec::new();
+    let mut stack = vec![(root, false)];
+    while let Some((id, expanded)) = stack.pop() {
+        if expanded {
+            order.push(id);
+            continue;
+        }
+        if !seen.insert(id) {
+            continue;
+        }
+        stack.push((id, true));
+        if id != root && is_leaf(g, id) {
+            continue;
+        }
+        let children = g.node(id).children();
+        for &c in children.iter().rev() {
+            if !seen.contains(&c) {
+                stack.push((c, false));
+            }
+        }
+    }
+    order
+}
+
+/// One step of the reverse sweep: the contributions of the adjoint `bar` of node `v`
+/// (with `p` output axes in front) to the adjoints of its children, one per use of a
+/// child that depends on what is differentiated (`dep`). This is the table of differentiation rules; every derivative, and every
+/// line of an explanation, comes from it.
+pub(crate) fn pull_back(g: &mut Graph, v: Id, bar: Id, p: usize, dep: &[bool]) -> Vec<(Id, Id)> {
+    let o = Labels::range(0, p);
+    let q = g.order(v);
+    let sv = Labels::range(p as u8, q);
+    let mut res: Vec<(Id, Id)> = Vec::new();
+    let node = g.node(v).clone();
+    match node {
+        Node::Var(_) | Node::Const(_) | Node::Fill(..) | Node::Literal(..) | Node::Delta(_) => {}
+        Node::Add(ts) => {
+            for &t in ts.iter() {
+                res.push((t, bar));
+            }
+        }
+        Node::Mul(a, b, s1, s2, s3) => {
+            let sh = |l: u8| l + p as u8;
+            let (s1, s2, s3) = (s1.map(sh), s2.map(sh), s3.map(sh));
+            let bar_l = o.concat(&s3);
+            for (x, y, sx, sy) in [(a, b, s1, s2), (b, a, s2, s1)] {
+                if !dep[x.index()] {
+                    continue;
+                }
+                // x̄[O, sx] = Σ v̄[O, s3] · y[sy], broadcasting over labels only x had.
+                let missing: Vec<u8> = sx.iter().copied().filter(|l| !s3.has(*l) && !sy.has(*l)).collect();
+                let (yy, yl) = if missing.is_empty() {
+                    (y, sy)
+                } else {
+                    let dims = missing.iter().map(|&l| g.shape(x)[sx.pos(l).unwrap()]).collect();
+                    let ones = g.ones(dims);
+                    let ml = Labels::from_slice(&missing);
+                    let yl = sy.concat(&missing);
+                    (g.mul(y, ones, sy, ml, yl), yl)
+                };
+                let c = g.mul(bar, yy, bar_l, yl, o.concat(&sx));
+                res.push((x, c));
+            }
+        }
+        Node::Reindex(a, ia, out) => {
+            let sh = |l: u8| l + p as u8;
+            let (ia, out) = (ia.map(sh), out.map(sh));
+            let missing: Vec<u8> = ia.iter().copied().filter(|l| !out.has(*l)).collect();
+            let c = if missing.is_empty() {
+                g.reindex(bar, o.concat(&out), o.concat(&ia))
+            } else {
+                let dims = missing.iter().map(|&l| g.shape(a)[ia.pos(l).unwrap()]).collect();
+                let ones = g.ones(dims);
+                g.mul(bar, ones, o.concat(&out), Labels::from_slice(&missing), o.concat(&ia))
+            };
+            res.push((a, c));
+        }
+        Node::Map(f, x) => {
+            let d = func_derivative(g, f, x, v);
+            let c = g.mul(bar, d, o.concat(&sv), sv, o.concat(&sv));
+            res.push((x, c));
+        }
+        Node::Pow(x, e) => {
+            let e = e.get();
+            let pw = g.pow(x, e - 1.0);
+            let d = g.scale(e, pw);
+            let c = g.mul(bar, d, o.concat(&sv), sv, o.concat(&sv));
+            res.push((x, c));
+        }
+        Node::Inv(x) => {
+            // Ā = −Vᵀ V̄ Vᵀ
+            let (i, j, k, l) = (p as u8, p as u8 + 1, p as u8 + 2, p as u8 + 3);
+            let t = g.mul(
+                bar,
+                v,
+                o.concat(&[k, l]),
+                Labels::from_slice(&[j, l]),
+                o.concat(&[k, j]),
+            );
+            let u = g.mul(v, t, Labels::from_slice(&[k, i]), o.concat(&[k, j]), o.concat(&[i, j]));
+            let c = g.neg(u);
+            res.push((x, c));
+        }
+        Node::Det(x) => {
+            // Ā = v̄ · det(X) · X⁻ᵀ
+            let inv = g.inv(x);
+            let it = g.transpose(inv);
+            let dit = g.times(v, it);
+            let s2 = Labels::range(p as u8, 2);
+            let c = g.mul(bar, dit, o, s2, o.concat(&s2));
+            res.push((x, c));
+        }
+        Node::LogDet(x) => {
+            let inv = g.inv(x);
+            let it = g.transpose(inv);
+            let s2 = Labels::range(p as u8, 2);
+            let c = g.mul(bar, it, o, s2, o.concat(&s2));
+            res.push((x, c));
+        }
+        Node::LogSumExp(x) => {
+            let sm = g.softmax(x);
+            let sx = Labels::range(p as u8, g.order(x));
+            let c = g.mul(bar, sm, o, sx, o.concat(&sx));
+            res.push((x, c));
+        }
+        Node::Softmax(x) => {
+            // x̄ = v̄ ⊙ s − (v̄ · s) s
+            let t1 = g.mul(bar, v, o.concat(&sv), sv, o.concat(&sv));
+            let u = g.mul(bar, v, o.concat(&sv), sv, o);
+            let t2 = g.mul(u, v, o, sv, o.concat(&sv));
+            let c = g.sub(t1, t2);
+            res.push((x, c));
+        }
+    }
+    res
+}
+
 /// The identity on `f`'s shape: `δ[o₁,s₁]·δ[o₂,s₂]…` with output axes first.
-fn identity_seed(g: &mut Graph, f: Id) -> Id {
+pub(crate) fn identity_seed(g: &mut Graph, f: Id) -> Id {
     let shape = g.shape(f).to_vec();
     let p = shape.len();
     if p == 0 {
