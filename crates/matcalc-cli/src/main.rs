@@ -61,6 +61,8 @@ enum Format {
     Expr,
     Latex,
     Json,
+    /// Markdown (with --explain).
+    Markdown,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -90,6 +92,13 @@ struct DeriveArgs {
     /// (`f_and_grad`, shape checks, the cascade as temporaries, `check_grad`).
     #[arg(long, value_enum, value_name = "TARGET")]
     emit: Option<EmitArg>,
+    /// Print the step-by-step derivation (differentials and the Frobenius product) before the
+    /// result; `--format latex` gives one `aligned` block, `--format markdown` a Markdown page.
+    #[arg(long)]
+    explain: bool,
+    /// Names for the intermediates of --explain, in order, comma-separated (e.g. `a,s,y,b`).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    names: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -322,6 +331,13 @@ fn derive(a: DeriveArgs) -> CmdResult {
         print!("{}", codegen::generate(&p, &ds, target).map_err(&err)?);
         return Ok(ExitCode::SUCCESS);
     }
+    if a.explain {
+        return explain(&p, &wrt, &a, &ds).map_err(&err);
+    }
+    if a.format == Format::Markdown {
+        return Err(err(Error::new(ErrorKind::Usage, "--format markdown goes with --explain")
+            .hint("add --explain, or use --format text, expr, latex or json")));
+    }
     let ids: Vec<_> = ds.iter().map(|d| d.id).collect();
     let reserved = p.reserved_names();
     let nested_ok = render::expanded_size(&p.graph, &ids) <= render::MAX_NESTED;
@@ -351,13 +367,35 @@ fn derive(a: DeriveArgs) -> CmdResult {
             }
         }
         Format::Json => println!("{}", report::derive_json(&p, &ds, &reserved)),
-        Format::Text | Format::Latex => {
+        Format::Text | Format::Latex | Format::Markdown => {
             let style = if a.format == Format::Text {
                 Style::TEXT
             } else {
                 Style::LATEX
             };
             print!("{}", report::derive_text(&p, &ds, form(a.form), &style, &reserved));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `derive --explain`: the derivation, then (in text) the result as `derive` prints it.
+fn explain(p: &Problem, wrt: &[String], a: &DeriveArgs, ds: &[matcalc::Derivative]) -> Result<ExitCode, Error> {
+    use matcalc::explain::{self as ex, Format as ExFormat};
+    let opts = ex::Options { names: a.names.clone() };
+    let e = ex::explain(p, wrt, a.order, ds, &opts)?;
+    match a.format {
+        Format::Text => {
+            let reserved = p.reserved_names();
+            print!("{}", report::derive_text(p, ds, form(a.form), &Style::TEXT, &reserved));
+            println!();
+            print!("{}", e.render(ExFormat::Text));
+        }
+        Format::Latex => print!("{}", e.render(ExFormat::Latex)),
+        Format::Markdown => print!("{}", e.render(ExFormat::Markdown)),
+        Format::Expr | Format::Json => {
+            return Err(Error::new(ErrorKind::Usage, "--explain prints text, latex or markdown")
+                .hint("use --format text, latex or markdown with --explain"))
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -75,8 +75,8 @@ pub(crate) fn sweep(
                 contribs.entry(child).or_default().push(c);
             }
         }
-        if is_leaf(g, v) {
-            // The root is itself a leaf (f = x): its adjoint is the seed.
+        if matches!(g.node(v), Node::Var(_)) && is_leaf(g, v) {
+            // The root is itself a variable (f = x): its adjoint is the seed.
             leaves.push((v, bar));
         }
     }

@@ -8,6 +8,7 @@ pub mod syntax;
 pub use error::{Error, ErrorKind, Result};
 pub mod codegen;
 pub mod diff;
+pub mod explain;
 pub mod ir;
 pub mod problem;
 pub mod render;

@@ -126,6 +126,10 @@ pub fn number(c: f64) -> String {
 }
 
 fn latex_name(n: &str) -> String {
+    // A differential's placeholder (see `explain::DIFF_MARK`): `\mathrm{d}x`.
+    if let Some(rest) = n.strip_prefix("d\u{200b}") {
+        return format!("\\mathrm{{d}}{}", latex_name(rest));
+    }
     const GREEK: [&str; 24] = [
         "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu",
         "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega", "Omega",
@@ -181,7 +185,7 @@ fn func_name(f: &str, s: &Style) -> String {
 fn go(m: &M, s: &Style, out: &mut String) {
     let latex = s.flavour == Flavour::Latex;
     match m {
-        M::Name(n) => out.push_str(&if latex { latex_name(n) } else { n.clone() }),
+        M::Name(n) => out.push_str(&if latex { latex_name(n) } else { n.replace('\u{200b}', "") }),
         M::Num(c) => {
             let t = number(*c);
             out.push_str(&if *c < 0.0 { t.replacen('-', s.minus, 1) } else { t });

@@ -1,0 +1,200 @@
+//! Numeric verification of an explanation: every side of every `=` is
+//! evaluated at a random point, in a random direction.
+//!
+//! The placeholders get consistent values: each variable's `dx` is a random
+//! direction, and each intermediate's `dv` is its differential evaluated from the
+//! placeholders before it. Then
+//! * each intermediate's differential must match the central difference of the
+//!   intermediate along the direction;
+//! * the lines of a chain must all be equal, and equal to the central difference
+//!   of what the chain differentiates.
+
+use super::{Differential, Explanation};
+use crate::error::Result;
+use crate::eval::check::{normal, sample_dims, sample_values};
+use crate::eval::interp::evaluate;
+use crate::eval::Tensor;
+use crate::ir::{Graph, Id, Labels, Node};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+/// One verified equality.
+#[derive(Clone, Debug)]
+pub struct VerifiedLine {
+    /// What was compared, e.g. `chain 1, line 3` or `da`.
+    pub what: String,
+    /// Relative error.
+    pub error: f64,
+    /// Whether it is within tolerance.
+    pub ok: bool,
+}
+
+/// The outcome of [`Explanation::verify`].
+#[derive(Clone, Debug)]
+pub struct Verification {
+    /// Every comparison made.
+    pub lines: Vec<VerifiedLine>,
+    /// Whether all passed.
+    pub passed: bool,
+}
+
+/// Relative tolerance for two sides of an exact identity.
+const EXACT: f64 = 1e-8;
+/// Relative tolerance against central differences.
+const FINITE: f64 = 1e-4;
+
+fn rel(a: &Tensor, b: &Tensor) -> f64 {
+    let scale = a
+        .data()
+        .iter()
+        .chain(b.data())
+        .fold(0.0f64, |m, v| m.max(v.abs()))
+        .max(1e-8);
+    a.data()
+        .iter()
+        .zip(b.data())
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+impl Explanation {
+    /// Check every line at a random point (`dims` pins dimension sizes).
+    pub fn verify(&self, seed: u64, dims: &[(String, usize)]) -> Result<Verification> {
+        let mut g: Graph = self.graph.clone();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let dimv = sample_dims(&g, dims, &mut rng);
+        let mut vals: Vec<Option<Tensor>> = sample_values(&g, self.root, &dimv, &mut rng);
+        // Directions for the variables.
+        for &(_, dx) in &self.wrt {
+            let Node::Var(i) = *g.node(dx) else { continue };
+            let t = vals[i as usize].take().expect("placeholders have shapes");
+            let mut d: Vec<f64> = (0..t.data().len()).map(|_| normal(&mut rng)).collect();
+            if g.vars[i as usize].symmetric {
+                let n = t.shape()[0];
+                for r in 0..n {
+                    for c in 0..r {
+                        d[r * n + c] = d[c * n + r];
+                    }
+                }
+            }
+            vals[i as usize] = Some(Tensor::from_vec(t.shape().to_vec(), d)?);
+        }
+        let eval = |g: &Graph, vals: &[Option<Tensor>], id: Id| -> Result<Tensor> {
+            Ok(evaluate(g, &[id], id, vals, &dimv)?.values.remove(0))
+        };
+        let mut lines = Vec::new();
+        // The intermediates' differentials, in order, each against central differences.
+        for it in &self.intermediates {
+            let node = value_node(&mut g, &it.differential);
+            let dv = eval(&g, &vals, node)?;
+            let fd = self.central(&g, &vals, it.node, &dimv)?;
+            let e = rel(&dv, &fd);
+            let Node::Var(i) = *g.node(it.diff_var) else { continue };
+            vals[i as usize] = Some(dv);
+            lines.push(VerifiedLine {
+                what: format!("d{}", it.name),
+                error: e,
+                ok: e <= FINITE,
+            });
+        }
+        for (k, c) in self.chains.iter().enumerate() {
+            let fd = self.central(&g, &vals, c.of, &dimv)?;
+            let mut first: Option<Tensor> = None;
+            for (n, l) in c.lines.iter().enumerate() {
+                let node = value_node(&mut g, &l.rhs);
+                let v = eval(&g, &vals, node)?;
+                let (e, tol) = match &first {
+                    None => (rel(&v, &fd), FINITE),
+                    Some(f) => (rel(&v, f), EXACT),
+                };
+                lines.push(VerifiedLine {
+                    what: format!("chain {}, line {}", k + 1, n + 1),
+                    error: e,
+                    ok: e <= tol,
+                });
+                if first.is_none() {
+                    first = Some(v);
+                }
+            }
+            // The results read off: Σ derivative · dx equals the chain when all variables are present.
+            let p = g.order(c.of);
+            let mut terms = Vec::new();
+            for d in &c.results {
+                let Some(dx) = d
+                    .wrt
+                    .last()
+                    .and_then(|w| self.wrt.iter().find(|(v, _)| g.vars[*v].name == *w))
+                    .map(|x| x.1)
+                else {
+                    continue;
+                };
+                let q = g.order(dx);
+                terms.push(g.mul(d.id, dx, Labels::range(0, p + q), Labels::range(p as u8, q), Labels::range(0, p)));
+            }
+            if c.results.len() == self.wrt.len() && !terms.is_empty() {
+                let s = if terms.len() == 1 { terms[0] } else { g.add(&terms) };
+                let v = eval(&g, &vals, s)?;
+                let e = first.as_ref().map(|f| rel(&v, f)).unwrap_or(0.0);
+                lines.push(VerifiedLine {
+                    what: format!("chain {}, result", k + 1),
+                    error: e,
+                    ok: e <= EXACT,
+                });
+            }
+        }
+        let passed = lines.iter().all(|l| l.ok);
+        Ok(Verification { lines, passed })
+    }
+
+    /// Central difference of `node` along the placeholders' directions (Richardson-extrapolated).
+    fn central(
+        &self,
+        g: &Graph,
+        vals: &[Option<Tensor>],
+        node: Id,
+        dims: &crate::eval::interp::DimValues,
+    ) -> Result<Tensor> {
+        let at = |h: f64| -> Result<Tensor> {
+            let mut v = vals.to_vec();
+            for &(x, dx) in &self.wrt {
+                let Node::Var(i) = *g.node(dx) else { continue };
+                let d = vals[i as usize].as_ref().expect("directions are set");
+                let base = v[x].as_ref().expect("variables have values");
+                let data: Vec<f64> = base.data().iter().zip(d.data()).map(|(a, b)| a + h * b).collect();
+                v[x] = Some(Tensor::from_vec(base.shape().to_vec(), data)?);
+            }
+            Ok(evaluate(g, &[node], node, &v, dims)?.values.remove(0))
+        };
+        let h = 1e-3;
+        let diff = |h: f64| -> Result<Tensor> {
+            let (p, m) = (at(h)?, at(-h)?);
+            let data = p.data().iter().zip(m.data()).map(|(a, b)| (a - b) / (2.0 * h)).collect();
+            Tensor::from_vec(p.shape().to_vec(), data)
+        };
+        let (d1, d2) = (diff(h)?, diff(h / 2.0)?);
+        let data = d1.data().iter().zip(d2.data()).map(|(a, b)| (4.0 * b - a) / 3.0).collect();
+        Tensor::from_vec(d1.shape().to_vec(), data)
+    }
+}
+
+/// The value of a line's right-hand side as one node.
+fn value_node(g: &mut Graph, d: &Differential) -> Id {
+    match d {
+        Differential::Frobenius(pairs) => {
+            let ts: Vec<Id> = pairs
+                .iter()
+                .map(|&(a, dv)| {
+                    let l = Labels::range(0, g.order(dv));
+                    g.mul(a, dv, l, l, Labels::range(0, 0))
+                })
+                .collect();
+            if ts.is_empty() {
+                g.constant(0.0)
+            } else {
+                g.add(&ts)
+            }
+        }
+        Differential::Linear(e) => *e,
+        Differential::Applied(_, v) => *v,
+    }
+}
