@@ -335,8 +335,11 @@ fn derive(a: DeriveArgs) -> CmdResult {
         return explain(&p, &wrt, &a, &ds).map_err(&err);
     }
     if a.format == Format::Markdown {
-        return Err(err(Error::new(ErrorKind::Usage, "--format markdown goes with --explain")
-            .hint("add --explain, or use --format text, expr, latex or json")));
+        return Err(err(Error::new(
+            ErrorKind::Usage,
+            "--format markdown goes with --explain",
+        )
+        .hint("add --explain, or use --format text, expr, latex or json")));
     }
     let ids: Vec<_> = ds.iter().map(|d| d.id).collect();
     let reserved = p.reserved_names();

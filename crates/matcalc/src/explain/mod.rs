@@ -226,7 +226,10 @@ impl<'a> Builder<'a> {
         if inter.len() > MAX_INTERMEDIATES {
             return Err(Error::new(
                 ErrorKind::Limit,
-                format!("the derivation has {} intermediates; explanations stop at {MAX_INTERMEDIATES}", inter.len()),
+                format!(
+                    "the derivation has {} intermediates; explanations stop at {MAX_INTERMEDIATES}",
+                    inter.len()
+                ),
             )
             .hint("explain a smaller expression, or use --form cascade without --explain"));
         }
@@ -235,14 +238,18 @@ impl<'a> Builder<'a> {
         for &v in &distinct {
             let info = self.g.vars[v].clone();
             let x = self.g.var(&info.name, info.shape.clone(), info.symmetric);
-            let dx = self.g.var(&format!("{DIFF_MARK}{}", info.name), info.shape, info.symmetric);
+            let dx = self
+                .g
+                .var(&format!("{DIFF_MARK}{}", info.name), info.shape, info.symmetric);
             self.placeholder.insert(x, dx);
             wrt.push((v, dx));
         }
         let mut intermediates = Vec::new();
         for (k, &v) in inter.iter().enumerate() {
             let shape = self.g.shape(v).to_vec();
-            let dv = self.g.var(&format!("{DIFF_MARK}\u{1}{k}"), shape, self.g.is_symmetric(v));
+            let dv = self
+                .g
+                .var(&format!("{DIFF_MARK}\u{1}{k}"), shape, self.g.is_symmetric(v));
             self.placeholder.insert(v, dv);
             intermediates.push(Intermediate {
                 node: v,
@@ -258,8 +265,8 @@ impl<'a> Builder<'a> {
             it.differential = d;
             it.rules = rules;
         }
-        // Names in reading order: each intermediate, then the derivative factors its
-        // differential introduces (b = cos(a), then s = sin(a) from db = −s ⊙ da).
+        // Names in reading order: the derivative factors an intermediate's differential
+        // introduces, then the intermediate (s = sin(a), y = cos(a) ⇒ dy = −s ⊙ da).
         let mut seen: FxHashSet<Id> = self.named.clone();
         let mut factor_lists = Vec::new();
         let mut needed = inter.len();
@@ -271,12 +278,13 @@ impl<'a> Builder<'a> {
         }
         let mut names = self.choose_names(needed).into_iter();
         for (it, fs) in intermediates.iter_mut().zip(factor_lists) {
+            // The textbook's order: s = sin(a), y = cos(a) ⇒ dy = −s ⊙ da.
+            for id in fs {
+                it.factors.push((names.next().unwrap_or_default(), id));
+            }
             it.name = names.next().unwrap_or_default();
             if let Node::Var(i) = *self.g.node(it.diff_var) {
                 self.g.vars[i as usize].name = format!("{DIFF_MARK}{}", it.name);
-            }
-            for id in fs {
-                it.factors.push((names.next().unwrap_or_default(), id));
             }
         }
         let mut chains = Vec::new();
@@ -285,7 +293,9 @@ impl<'a> Builder<'a> {
             let targets: Vec<Derivative> = if last {
                 self.ds.to_vec()
             } else {
-                vec![of_derivs[k + 1].clone().expect("derivative roots come with their labels")]
+                vec![of_derivs[k + 1]
+                    .clone()
+                    .expect("derivative roots come with their labels")]
             };
             let chain = if self.g.order(of) == 0 {
                 self.reverse_chain(of, &targets)?
@@ -316,7 +326,13 @@ impl<'a> Builder<'a> {
         let taken = |s: &str, reserved: &[String]| {
             reserved.iter().any(|r| r == s || *r == format!("d{s}")) || ["d", "e", "f", "i", "l", "o"].contains(&s)
         };
-        let mut out: Vec<String> = self.opts.names.iter().filter(|s| !taken(s, &self.reserved)).cloned().collect();
+        let mut out: Vec<String> = self
+            .opts
+            .names
+            .iter()
+            .filter(|s| !taken(s, &self.reserved))
+            .cloned()
+            .collect();
         let pool = "abcghkmpqrstuvwyz".chars().map(|c| c.to_string());
         for s in pool {
             if out.len() >= n {
@@ -387,10 +403,13 @@ impl<'a> Builder<'a> {
         for (leaf, a) in adj {
             let q = self.g.order(leaf);
             let dc = self.placeholder[&leaf];
-            terms.push(
-                self.g
-                    .mul(a, dc, Labels::range(0, p + q), Labels::range(p as u8, q), Labels::range(0, p)),
-            );
+            terms.push(self.g.mul(
+                a,
+                dc,
+                Labels::range(0, p + q),
+                Labels::range(p as u8, q),
+                Labels::range(0, p),
+            ));
         }
         let sum = if terms.is_empty() {
             let shape = self.g.shape(v).to_vec();
@@ -428,7 +447,9 @@ impl<'a> Builder<'a> {
             let (dif, rules) = self.differential(v);
             let Differential::Linear(dexpr) = dif else {
                 // A scalar intermediate: G · (Σ Hᵢ : dcᵢ) = Σ (G Hᵢ) : dcᵢ.
-                let Differential::Frobenius(pairs) = dif else { unreachable!() };
+                let Differential::Frobenius(pairs) = dif else {
+                    unreachable!()
+                };
                 let name = self.name_of(v);
                 let moved: Vec<(Id, Id)> = pairs.iter().map(|&(h, dc)| (self.g.times(gv, h), dc)).collect();
                 let mut with: Vec<(Id, Id)> = terms.clone();
@@ -458,7 +479,10 @@ impl<'a> Builder<'a> {
                 ids.dedup();
                 ids
             };
-            let moved: Vec<(Id, Id)> = pulled.into_iter().map(|(leaf, a)| (a, self.placeholder[&leaf])).collect();
+            let moved: Vec<(Id, Id)> = pulled
+                .into_iter()
+                .map(|(leaf, a)| (a, self.placeholder[&leaf]))
+                .collect();
             let mut with = terms.clone();
             with.splice(k..=k, moved);
             lines.push(Line {
@@ -485,15 +509,16 @@ impl<'a> Builder<'a> {
                 reason: Reason::Symmetric,
             });
         }
-        // The derivatives as printed, if the chain reached another form of them.
+        // The derivatives as printed, if the chain reached another form of them (terms in
+        // other variables' differentials stay: a mixed derivative's chain is a total differential).
         let printed: Vec<(Id, Id)> = self.printed_terms(targets);
-        let same = printed.len() == sym_terms.len()
-            && printed
-                .iter()
-                .all(|(d, dx)| sym_terms.iter().any(|(g2, dx2)| dx2 == dx && g2 == d));
-        if !same && !printed.is_empty() {
+        let finals: Vec<(Id, Id)> = sym_terms
+            .iter()
+            .map(|&(gv, dx)| printed.iter().find(|p| p.1 == dx).map_or((gv, dx), |&(d, _)| (d, dx)))
+            .collect();
+        if finals != sym_terms {
             lines.push(Line {
-                rhs: Differential::Frobenius(printed),
+                rhs: Differential::Frobenius(finals),
                 reason: Reason::Simplify,
             });
         }
@@ -616,7 +641,9 @@ impl<'a> Builder<'a> {
         let mut applied = Vec::new();
         let mut terms = Vec::new();
         for d in targets {
-            let Some(v) = d.wrt.last().and_then(|w| self.g.var_index(w)) else { continue };
+            let Some(v) = d.wrt.last().and_then(|w| self.g.var_index(w)) else {
+                continue;
+            };
             let Some(dx) = self.wrt_placeholder(v) else { continue };
             let q = self.g.order(dx);
             if p + q > 2 {
@@ -624,10 +651,13 @@ impl<'a> Builder<'a> {
                 break;
             }
             applied.push((d.id, dx));
-            terms.push(
-                self.g
-                    .mul(d.id, dx, Labels::range(0, p + q), Labels::range(p as u8, q), Labels::range(0, p)),
-            );
+            terms.push(self.g.mul(
+                d.id,
+                dx,
+                Labels::range(0, p + q),
+                Labels::range(p as u8, q),
+                Labels::range(0, p),
+            ));
         }
         // With several variables but one target (a mixed derivative) the sum is partial.
         let complete = targets.len() == self.wrt_names.len() || self.wrt_names.len() == 1;
@@ -652,7 +682,11 @@ fn worth_a_name(g: &Graph, id: Id) -> bool {
         Node::Reindex(_, i, o) if i.len() == o.len() => false,
         // Squares are read with what sums them: ‖z‖² = z : z.
         Node::Pow(_, e) if e.get() == 2.0 => false,
-        Node::Mul(a, b, s1, s2, _) if (s1.is_empty() && g.const_value(*a).is_some()) || (s2.is_empty() && g.const_value(*b).is_some()) => false,
+        Node::Mul(a, b, s1, s2, _)
+            if (s1.is_empty() && g.const_value(*a).is_some()) || (s2.is_empty() && g.const_value(*b).is_some()) =>
+        {
+            false
+        }
         _ => true,
     }
 }
@@ -719,7 +753,11 @@ pub(crate) fn frobenius_sum(parts: &[(M, M)], style: &Style) -> String {
     if parts.is_empty() {
         return "0".into();
     }
-    let colon = if style.flavour == Flavour::Latex { " \\mathbin{:} " } else { " : " };
+    let colon = if style.flavour == Flavour::Latex {
+        " \\mathbin{:} "
+    } else {
+        " : "
+    };
     let mut out = String::new();
     for (k, (gm, dm)) in parts.iter().enumerate() {
         let gs = print::print(gm, style);
@@ -746,9 +784,21 @@ pub(crate) fn frobenius_sum(parts: &[(M, M)], style: &Style) -> String {
             M::Prod(fs) if fs.len() == 2 && matches!(fs[0], M::Num(_)) && matches!(fs[1], M::Had(_) | M::Div(..)) => {
                 let c = print::print(&fs[0], style);
                 let rest = print::print(&fs[1], style);
-                let c = if c == style.minus.to_string() + "1" { style.minus.to_string() } else { c + " " };
-                let open = if style.flavour == Flavour::Latex { "\\left(" } else { "(" };
-                let close = if style.flavour == Flavour::Latex { "\\right)" } else { ")" };
+                let c = if c == style.minus.to_string() + "1" {
+                    style.minus.to_string()
+                } else {
+                    c + " "
+                };
+                let open = if style.flavour == Flavour::Latex {
+                    "\\left("
+                } else {
+                    "("
+                };
+                let close = if style.flavour == Flavour::Latex {
+                    "\\right)"
+                } else {
+                    ")"
+                };
                 format!("{c}{open}{rest}{close}")
             }
             _ => gs,

@@ -128,7 +128,10 @@ impl Rule {
                 }
             }
             Node::Reindex(_, ia, out) => {
-                let repeated = ia.iter().enumerate().any(|(k, l)| ia.iter().skip(k + 1).any(|m| m == l));
+                let repeated = ia
+                    .iter()
+                    .enumerate()
+                    .any(|(k, l)| ia.iter().skip(k + 1).any(|m| m == l));
                 if out.len() == ia.len() && !repeated {
                     Rule::Transpose
                 } else if repeated && out.is_empty() {
@@ -244,7 +247,11 @@ impl Rule {
             }
             Rule::LogSumExp | Rule::Softmax => {
                 let x = vec_(&mut g, "x");
-                let v = if self == Rule::LogSumExp { g.logsumexp(x) } else { g.softmax(x) };
+                let v = if self == Rule::LogSumExp {
+                    g.logsumexp(x)
+                } else {
+                    g.softmax(x)
+                };
                 (v, vec![x])
             }
         };
@@ -268,7 +275,13 @@ impl Rule {
             let dv = g.var(&format!("{DIFF_MARK}{}", names[k]), shape, false);
             diffs.push((a, dv));
             let q = g.order(leaf);
-            terms.push(g.mul(a, dv, Labels::range(0, p + q), Labels::range(p as u8, q), Labels::range(0, p)));
+            terms.push(g.mul(
+                a,
+                dv,
+                Labels::range(0, p + q),
+                Labels::range(p as u8, q),
+                Labels::range(0, p),
+            ));
         }
         let lhs = {
             let mut r = Recover::new(&g);
@@ -281,11 +294,16 @@ impl Rule {
                 diffs.iter().map(|&(a, dv)| (r.convert(a), r.convert(dv))).collect();
             super::frobenius_sum(&parts, style)
         } else {
-            let sum = g.add(&terms);
+            let sum = if terms.is_empty() {
+                g.zeros(g.shape(node).to_vec())
+            } else {
+                g.add(&terms)
+            };
             let mut r = Recover::new(&g);
             print::print(&r.convert(sum), style)
         };
-        let call = lhs.ends_with(')') && lhs.starts_with(|c: char| c.is_alphabetic() || c == '\\') && !lhs.contains(' ');
+        let call =
+            lhs.ends_with(')') && lhs.starts_with(|c: char| c.is_alphabetic() || c == '\\') && !lhs.contains(' ');
         let latex = style.flavour == Flavour::Latex;
         let lhs = match (call, latex) {
             (true, true) => format!("\\,{lhs}"),

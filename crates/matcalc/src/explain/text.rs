@@ -7,7 +7,6 @@ use crate::render::mexpr::{self, Recover, M};
 use crate::render::print::{self, Flavour, Style};
 use crate::render::{self, Form};
 
-
 /// Output formats of an explanation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -70,8 +69,15 @@ impl<'e> Printer<'e> {
             }
             Differential::Linear(e) => self.expr(*e),
             Differential::Applied(pairs, _) => {
-                let terms: Vec<M> = pairs.iter().map(|&(j, dx)| mexpr::prod(self.m(j), self.m(dx))).collect();
-                let m = if terms.len() == 1 { terms[0].clone() } else { M::Add(terms) };
+                let terms: Vec<M> = pairs
+                    .iter()
+                    .map(|&(j, dx)| mexpr::prod(self.m(j), self.m(dx)))
+                    .collect();
+                let m = if terms.len() == 1 {
+                    terms[0].clone()
+                } else {
+                    M::Add(terms)
+                };
                 self.print_m(&m)
             }
         }
@@ -86,7 +92,6 @@ impl<'e> Printer<'e> {
     }
 
     fn reason(&mut self, r: &Reason) -> String {
-        let d = differential_symbol(&self.style);
         match r {
             Reason::Start(rules) => rules.iter().map(|r| r.name()).collect::<Vec<_>>().join(", "),
             Reason::Substitute(n) => {
@@ -100,12 +105,18 @@ impl<'e> Printer<'e> {
             Reason::Move(ids) => {
                 let f: Vec<String> = ids.iter().map(|i| i.formula(&self.style)).collect();
                 if self.latex() {
-                    format!("by {}", f.iter().map(|s| format!("${s}$")).collect::<Vec<_>>().join(", "))
+                    format!(
+                        "by {}",
+                        f.iter().map(|s| format!("${s}$")).collect::<Vec<_>>().join(", ")
+                    )
                 } else {
                     format!("by {}", f.join(", "))
                 }
             }
-            Reason::Collect => format!("collect the terms in each {d}"),
+            Reason::Collect => "collect like terms".into(),
+            Reason::Symmetric if self.latex() => {
+                "the variable is symmetric: $G \\mathbin{:} \\mathrm{d}X = \\tfrac12(G + G^\\top) \\mathbin{:} \\mathrm{d}X$".into()
+            }
             Reason::Symmetric => "the variable is symmetric: G : dX = ½(G + Gᵀ) : dX".into(),
             Reason::Simplify => "simplified".into(),
             Reason::Apply => "as a derivative applied to the differential".into(),
@@ -160,10 +171,15 @@ impl<'e> Printer<'e> {
         let lhs = self.d_of(k);
         let lines: Vec<Line> = self.e.chains[k].lines.clone();
         for (i, line) in lines.iter().enumerate() {
+            let rhs = self.differential(&line.rhs);
+            // A step that changes nothing visible (a rule with no effect on the notation) is not shown.
+            if rows.last().is_some_and(|r: &Row| r.rhs == rhs) {
+                continue;
+            }
             let reason = self.reason(&line.reason);
             rows.push(Row {
                 lhs: if i == 0 { lhs.clone() } else { String::new() },
-                rhs: self.differential(&line.rhs),
+                rhs,
                 note: reason,
             });
         }
@@ -235,22 +251,19 @@ impl<'e> Printer<'e> {
                 let def = self.print_m(&def);
                 let dname = self.print_m(&M::Name(format!("{DIFF_MARK}{}", it.name)));
                 let diff = self.differential(&it.differential);
-                let mut factors = Vec::new();
+                let mut defs = Vec::new();
                 for (n, id) in &it.factors {
                     let def = self.r.convert_def(*id);
-                    factors.push(format!(
+                    defs.push(format!(
                         "{} = {}",
                         self.print_m(&M::Name(n.clone())),
                         self.print_m(&def)
                     ));
                 }
+                defs.push(format!("{name} = {def}"));
                 let rules: Vec<String> = it.rules.iter().map(|r| r.name()).collect();
-                let mut rhs = diff;
-                if !factors.is_empty() {
-                    let sep = if self.latex() { ",\\quad " } else { ",  " };
-                    rhs = format!("{rhs}{sep}{}", factors.join(sep));
-                }
-                (format!("{name} = {def}"), dname, rhs, rules.join(", "))
+                let sep = if self.latex() { ",\\quad " } else { ", " };
+                (defs.join(sep), dname, diff, rules.join(", "))
             })
             .collect()
     }
@@ -289,7 +302,12 @@ impl<'e> Printer<'e> {
                 .collect();
             let sep = if self.latex() { ",\\quad " } else { ", " };
             for (d, m) in e.derivatives.iter().zip(&res) {
-                out.push(format!("{} = {}  where {}", d.label(&self.style), self.print_m(m), defs.join(sep)));
+                out.push(format!(
+                    "{} = {}  where {}",
+                    d.label(&self.style),
+                    self.print_m(m),
+                    defs.join(sep)
+                ));
             }
         }
         out
@@ -350,7 +368,7 @@ impl Explanation {
                 .unwrap_or(0)
                 .min(60);
             for (def, dn, rhs, rules) in &its {
-                let d = format!("{dn} = {rhs}");
+                let d = format!("⇒ {dn} = {rhs}");
                 out.push_str(&format!("  {def:<w1$}   {d:<w2$}   ({rules})\n"));
             }
         }
@@ -401,14 +419,20 @@ impl Explanation {
             rows.push(format!("&\\quad {}", i.formula(&p.style)));
         }
         for r in p.rules_used() {
-            rows.push(format!("&\\quad {}\\ {}", t(&p, &format!("{}:", r.name())), r.formula(&p.style)));
+            rows.push(format!(
+                "&\\quad {}\\ {}",
+                t(&p, &format!("{}:", r.name())),
+                r.formula(&p.style)
+            ));
         }
         let its = p.intermediate_rows();
         if !its.is_empty() {
             rows.push(format!("&{}", t(&p, "Intermediates and their differentials:")));
             for (def, dn, rhs, rules) in its {
-                let (name, body) = def.split_once(" = ").unwrap_or((&def, ""));
-                rows.push(format!("{name} &= {body}, \\qquad {dn} = {rhs} && {}", p.text(&format!("({rules})"))));
+                rows.push(format!(
+                    "&{def} &&\\Rightarrow {dn} = {rhs} && {}",
+                    p.text(&format!("({rules})"))
+                ));
             }
         }
         for k in 0..self.chains.len() {

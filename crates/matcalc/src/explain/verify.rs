@@ -129,7 +129,13 @@ impl Explanation {
                     continue;
                 };
                 let q = g.order(dx);
-                terms.push(g.mul(d.id, dx, Labels::range(0, p + q), Labels::range(p as u8, q), Labels::range(0, p)));
+                terms.push(g.mul(
+                    d.id,
+                    dx,
+                    Labels::range(0, p + q),
+                    Labels::range(p as u8, q),
+                    Labels::range(0, p),
+                ));
             }
             if c.results.len() == self.wrt.len() && !terms.is_empty() {
                 let s = if terms.len() == 1 { terms[0] } else { g.add(&terms) };
@@ -168,11 +174,21 @@ impl Explanation {
         let h = 1e-3;
         let diff = |h: f64| -> Result<Tensor> {
             let (p, m) = (at(h)?, at(-h)?);
-            let data = p.data().iter().zip(m.data()).map(|(a, b)| (a - b) / (2.0 * h)).collect();
+            let data = p
+                .data()
+                .iter()
+                .zip(m.data())
+                .map(|(a, b)| (a - b) / (2.0 * h))
+                .collect();
             Tensor::from_vec(p.shape().to_vec(), data)
         };
         let (d1, d2) = (diff(h)?, diff(h / 2.0)?);
-        let data = d1.data().iter().zip(d2.data()).map(|(a, b)| (4.0 * b - a) / 3.0).collect();
+        let data = d1
+            .data()
+            .iter()
+            .zip(d2.data())
+            .map(|(a, b)| (4.0 * b - a) / 3.0)
+            .collect();
         Tensor::from_vec(d1.shape().to_vec(), data)
     }
 }

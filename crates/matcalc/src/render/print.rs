@@ -185,7 +185,11 @@ fn func_name(f: &str, s: &Style) -> String {
 fn go(m: &M, s: &Style, out: &mut String) {
     let latex = s.flavour == Flavour::Latex;
     match m {
-        M::Name(n) => out.push_str(&if latex { latex_name(n) } else { n.replace('\u{200b}', "") }),
+        M::Name(n) => out.push_str(&if latex {
+            latex_name(n)
+        } else {
+            n.replace('\u{200b}', "")
+        }),
         M::Num(c) => {
             let t = number(*c);
             out.push_str(&if *c < 0.0 { t.replacen('-', s.minus, 1) } else { t });
