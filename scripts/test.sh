@@ -43,6 +43,18 @@ if ! python3 -c 'import jax' 2>/dev/null; then
     echo "warning: jax could not be installed; the JAX code-generation test will be skipped" >&2
 fi
 
+# KaTeX renders every explanation's LaTeX in the explanation tests (node + npm ci).
+katex_dir=crates/matcalc/tests/katex
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  if [ ! -d "$katex_dir/node_modules/katex" ] || [ "$katex_dir/package-lock.json" -nt "$katex_dir/node_modules/.package-lock.json" ]; then
+    echo "== installing KaTeX (npm ci in $katex_dir)"
+    (cd "$katex_dir" && npm ci --no-audit --no-fund)
+  fi
+  export MATCALC_REQUIRE_KATEX=1
+else
+  echo "warning: node/npm not found; the KaTeX rendering check of explanations will be skipped" >&2
+fi
+
 # --- tests ----------------------------------------------------------------------------
 
 failed=0

@@ -932,3 +932,99 @@ fn derivative_order_beyond_the_tensor_limit_is_an_error_not_a_panic() {
         );
     }
 }
+
+#[test]
+fn explain_prints_the_derivation_then_the_result() {
+    let out = ok(&["derive", HEADLINE, "--wrt", "x", "--decl", HEADLINE_DECL, "--explain"]);
+    // The result as `derive` prints it comes first, then the derivation.
+    let result = out.find("∂f/∂x = −2 W1ᵀ (sin(W1 x)").expect(&out);
+    let notation = out.find("Notation").expect(&out);
+    assert!(result < notation, "{out}");
+    for step in [
+        "identities used:",
+        "C : AB = CBᵀ : A = AᵀC : B",
+        "a = W1 x",
+        "⇒ da = W1 dx",
+        "The differential, back-substituted",
+        "df = 2 k : dk",
+        "(substitute dk)",
+        "⇒ ∂f/∂x = −2 W1ᵀ (b ⊙ (W2ᵀ (k ⊙ h)))",
+        "In the original variables",
+    ] {
+        assert!(out.contains(step), "missing `{step}`:\n{out}");
+    }
+}
+
+#[test]
+fn explain_names_override_and_formats() {
+    let names = "a,s,y,b,c,z";
+    let out = ok(&[
+        "derive",
+        HEADLINE,
+        "--wrt",
+        "x",
+        "--decl",
+        HEADLINE_DECL,
+        "--explain",
+        "--names",
+        names,
+    ]);
+    assert!(
+        out.contains("s = sin(a), y = cos(a)") && out.contains("⇒ dy = −s ⊙ da"),
+        "{out}"
+    );
+    let tex = ok(&[
+        "derive",
+        HEADLINE,
+        "--wrt",
+        "x",
+        "--decl",
+        HEADLINE_DECL,
+        "--explain",
+        "--format",
+        "latex",
+    ]);
+    assert!(
+        tex.starts_with("\\begin{aligned}") && tex.trim_end().ends_with("\\end{aligned}"),
+        "{tex}"
+    );
+    assert!(tex.contains("\\mathrm{d}x"), "{tex}");
+    let md = ok(&[
+        "derive",
+        HEADLINE,
+        "--wrt",
+        "x",
+        "--decl",
+        HEADLINE_DECL,
+        "--explain",
+        "--format",
+        "markdown",
+    ]);
+    assert!(
+        md.contains("### Intermediates") && md.contains("$$\n\\begin{aligned}"),
+        "{md}"
+    );
+    // A Jacobian ends in `df = J dx`, a Hessian's chain in `H dx`.
+    let jac = ok(&["derive", "W*sin(x)", "--wrt", "x", "--explain"]);
+    assert!(
+        jac.contains("= W (a ⊙ dx)") && jac.contains("= W diag(a) dx") && jac.contains("⇒ ∂f/∂x = W diag(a)"),
+        "{jac}"
+    );
+    let hess = ok(&["derive", "x'*A*x", "--wrt", "x", "--order", "2", "--explain"]);
+    assert!(
+        hess.contains("d(∂f/∂x) = (A + Aᵀ) dx") && hess.contains("⇒ ∂²f/∂x² = A + Aᵀ"),
+        "{hess}"
+    );
+}
+
+#[test]
+fn explain_refuses_formats_it_has_not() {
+    bad_input(
+        &["derive", "x'*x", "--wrt", "x", "--explain", "--format", "json"],
+        "--explain prints",
+    );
+    bad_input(
+        &["derive", "x'*x", "--wrt", "x", "--format", "markdown"],
+        "--format markdown goes with --explain",
+    );
+}

@@ -309,7 +309,6 @@ impl<'a> Builder<'a> {
                 results: targets,
             });
         }
-        let _ = &self.wrt_names;
         Ok(Explanation {
             graph: self.g,
             root: self.root,
@@ -353,17 +352,12 @@ impl<'a> Builder<'a> {
         out
     }
 
-    fn is_leaf(&self) -> impl Fn(&Graph, Id) -> bool + '_ {
-        move |g: &Graph, id: Id| self.named.contains(&id) || matches!(g.node(id), Node::Var(_))
-    }
-
     /// The sweep from `v` seeded with `seed` (`p` output axes) down to the leaves.
     fn sweep(&mut self, v: Id, seed: Id, p: usize) -> Vec<(Id, Id)> {
         let named = std::mem::take(&mut self.named);
         let leaf = |g: &Graph, id: Id| named.contains(&id) || matches!(g.node(id), Node::Var(_));
         let out = diff::sweep(&mut self.g, v, seed, p, &self.dep, leaf);
         self.named = named;
-        let _ = self.is_leaf();
         out
     }
 
@@ -469,10 +463,8 @@ impl<'a> Builder<'a> {
                 reason: Reason::Substitute(name),
             });
             // Move the operators across `:`.
-            let p = self.g.order(v);
-            debug_assert_eq!(p, self.g.order(gv));
+            debug_assert_eq!(self.g.order(v), self.g.order(gv));
             let pulled = self.sweep(v, gv, 0);
-            let _ = p;
             let ids: Vec<Identity> = {
                 let mut ids: Vec<Identity> = rules.iter().map(|r| r.identity()).collect();
                 ids.sort();
@@ -812,7 +804,7 @@ pub(crate) fn frobenius_sum(parts: &[(M, M)], style: &Style) -> String {
             (0, true) => out.push_str(style.minus),
             (0, false) => {}
             (_, true) => {
-                out.push_str(" ");
+                out.push(' ');
                 out.push_str(style.minus);
                 out.push(' ');
             }

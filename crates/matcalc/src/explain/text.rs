@@ -97,7 +97,7 @@ impl<'e> Printer<'e> {
             Reason::Substitute(n) => {
                 let dn = print::print(&M::Name(format!("{DIFF_MARK}{n}")), &self.style);
                 if self.latex() {
-                    format!("substitute {dn}")
+                    format!("substitute ${dn}$")
                 } else {
                     format!("substitute {dn}")
                 }
@@ -411,7 +411,7 @@ impl Explanation {
         let t = |p: &Printer, s: &str| p.text(s);
         rows.push(format!(
             "&{} A \\odot B {},\\quad A \\mathbin{{:}} B = \\operatorname{{tr}}(A^\\top B) {}",
-            t(&p, "Notation:"),
+            t(&p, "Notation: "),
             t(&p, " Hadamard product"),
             t(&p, " Frobenius product")
         ));
@@ -477,9 +477,8 @@ impl Explanation {
         let its = p.intermediate_rows();
         if !its.is_empty() {
             out.push_str("\n### Intermediates and their differentials\n\n");
-            out.push_str("| intermediate | differential | rule |\n|---|---|---|\n");
             for (def, dn, rhs, rules) in its {
-                out.push_str(&format!("| ${def}$ | ${dn} = {rhs}$ | {rules} |\n"));
+                out.push_str(&format!("- ${def} \\;\\Rightarrow\\; {dn} = {rhs}$ ({rules})\n"));
             }
         }
         for k in 0..self.chains.len() {
