@@ -37,6 +37,9 @@ fn every_case_is_explained_and_every_line_verified() {
         count += 1;
         for seed in SEEDS {
             match e.verify(seed, &case.dims) {
+                Ok(v) if v.skipped.is_some() => {
+                    failures.push(format!("{name} (seed {seed}): skipped: {}", v.skipped.unwrap()))
+                }
                 Ok(v) if v.passed => {}
                 Ok(v) => {
                     let bad: Vec<String> = v

@@ -921,6 +921,7 @@ pub struct Stats {
     refined_excused: AtomicUsize,
     round_trips: AtomicUsize,
     round_trips_skipped: AtomicUsize,
+    explanations: AtomicUsize,
 }
 
 impl Stats {
@@ -932,7 +933,7 @@ impl Stats {
         eprintln!(
             "{name}: {} cases in {secs:.1}s; {} without variables; {} derivative checks \
              ({} Hessian); {} second opinions ({} with rounding noise, {} passing at a finer step, {} with one kink failure); \
-             {} round trips ({} skipped: order > 2)",
+             {} round trips ({} skipped: order > 2); {} explanations verified",
             g(&self.cases),
             g(&self.no_variable),
             g(&self.gradient_checks),
@@ -943,6 +944,7 @@ impl Stats {
             g(&self.kink_excused),
             g(&self.round_trips),
             g(&self.round_trips_skipped),
+            g(&self.explanations),
         );
     }
 }
@@ -1455,8 +1457,49 @@ fn run_case_inner(c: &Case, stats: Option<&Stats>) -> Result<(), String> {
             Ok(false) => bump(|s| &s.round_trips_skipped),
             Err(e) => errors.push(e),
         }
+        if panicked(&errors) {
+            return finish(errors);
+        }
+        match guard(|| check_explanation(&mut p, &wrt, order, &c.dims, c.seed)) {
+            Ok(()) => bump(|s| &s.explanations),
+            Err(e) => errors.push(e),
+        }
     }
     finish(errors)
+}
+
+/// (d) The step-by-step derivation (`derive --explain`): every line holds at a random point.
+pub fn check_explanation(
+    p: &mut Problem,
+    wrt: &str,
+    order: usize,
+    dims: &[(usize, usize)],
+    seed: u64,
+) -> Result<(), String> {
+    let wrt = vec![wrt.to_string()];
+    let ds = p.derive(&wrt, order).map_err(|e| format!("derive: {e}"))?;
+    let e = matcalc::explain::explain(p, &wrt, order, &ds, &Default::default())
+        .map_err(|e| format!("no explanation (order {order}): {e}"))?;
+    let text = e.render(matcalc::explain::Format::Text);
+    let _ = e.render(matcalc::explain::Format::Latex);
+    for &(n, m) in dims.iter().take(1) {
+        let v = e
+            .verify(seed, &dims_of(n, m))
+            .map_err(|err| format!("explanation cannot be evaluated at n={n} m={m}: {err}"))?;
+        if !v.passed {
+            let bad: Vec<String> = v
+                .lines
+                .iter()
+                .filter(|l| !l.ok)
+                .map(|l| format!("{} (error {:.1e})", l.what, l.error))
+                .collect();
+            return Err(format!(
+                "explanation (order {order}) fails at n={n} m={m}: {}\n{text}",
+                bad.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Engine bugs already pinned by tests in `tests/regressions.rs`: a failure
