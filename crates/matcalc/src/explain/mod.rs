@@ -395,15 +395,8 @@ impl<'a> Builder<'a> {
         }
         let mut terms = Vec::new();
         for (leaf, a) in adj {
-            let q = self.g.order(leaf);
             let dc = self.placeholder[&leaf];
-            terms.push(self.g.mul(
-                a,
-                dc,
-                Labels::range(0, p + q),
-                Labels::range(p as u8, q),
-                Labels::range(0, p),
-            ));
+            terms.push(apply(&mut self.g, a, dc, p));
         }
         let sum = if terms.is_empty() {
             let shape = self.g.shape(v).to_vec();
@@ -662,6 +655,24 @@ impl<'a> Builder<'a> {
         }
         Ok(lines)
     }
+}
+
+/// `Σ_s a[o, s] dc[s]`: a derivative (`p` output axes) applied to a differential,
+/// distributed over a sum so each term simplifies on its own (`δδ + δδᵀ` applied to
+/// `dA` is `dA + dAᵀ`, not a contraction with a sum of identity tensors).
+fn apply(g: &mut Graph, a: Id, dc: Id, p: usize) -> Id {
+    if let Node::Add(ts) = g.node(a).clone() {
+        let parts: Vec<Id> = ts.iter().map(|&t| apply(g, t, dc, p)).collect();
+        return g.add(&parts);
+    }
+    let q = g.order(dc);
+    g.mul(
+        a,
+        dc,
+        Labels::range(0, p + q),
+        Labels::range(p as u8, q),
+        Labels::range(0, p),
+    )
 }
 
 /// Whether an intermediate is worth naming in a derivation.

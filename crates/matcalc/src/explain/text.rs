@@ -363,7 +363,7 @@ impl Explanation {
             let w1 = its.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
             let w2 = its
                 .iter()
-                .map(|r| r.1.chars().count() + r.2.chars().count() + 3)
+                .map(|r| r.1.chars().count() + r.2.chars().count() + 5)
                 .max()
                 .unwrap_or(0)
                 .min(60);
