@@ -39,8 +39,7 @@ use matcalc::eval::check::{check, sample_dims, sample_values, CheckOptions};
 use matcalc::eval::interp::{bind_dims, evaluate};
 use matcalc::eval::Tensor;
 use matcalc::ir::{Dim, Id};
-use matcalc::render::mexpr::M;
-use matcalc::render::print::{Flavour, Style};
+use matcalc::render::print::Style;
 use matcalc::render::{self, Form};
 use matcalc::{Derivative, ErrorKind, Problem};
 use rand::rngs::StdRng;
@@ -177,57 +176,14 @@ fn write_case(header: &str, sections: &[(String, String)]) -> String {
     out
 }
 
-fn has_index(m: &M) -> bool {
-    match m {
-        M::Index(_) => true,
-        M::Add(v) | M::Prod(v) | M::Had(v) | M::Call(_, v) => v.iter().any(has_index),
-        M::Div(a, b) => has_index(a) || has_index(b),
-        M::T(a) | M::Pow(a, _) => has_index(a),
-        _ => false,
-    }
-}
-
-/// The text (or LaTeX) report of the derivatives in a form, like `matcalc derive`.
+/// The text (or LaTeX) report of the derivatives in a form, like `matcalc derive`
+/// without its layout notes.
 fn report(p: &Problem, ds: &[Derivative], form: Form, style: &Style) -> String {
-    let g = &p.graph;
-    let reserved = p.reserved_names();
-    let (_, f) = render::recover(g, &[p.root], Form::Nested, None, &reserved).lines(style);
-    let ids: Vec<_> = ds.iter().map(|d| d.id).collect();
-    let (defs, results) = render::recover(g, &ids, form, Some(p.root), &reserved).lines(style);
-    let mut out = String::new();
-    if style.flavour == Flavour::Latex {
-        out.push_str("\\begin{aligned}\n");
-        let _ = writeln!(out, "f &= {} \\\\", f[0]);
-        for d in &defs {
-            let (l, r) = d.split_once(" = ").unwrap_or((d, ""));
-            let _ = writeln!(out, "{l} &= {r} \\\\");
-        }
-        for (k, (d, r)) in ds.iter().zip(&results).enumerate() {
-            let end = if k + 1 == ds.len() { "" } else { " \\\\" };
-            let _ = writeln!(out, "{} &= {r}{end}", d.label(style));
-        }
-        out.push_str("\\end{aligned}");
-        return out;
-    }
-    let _ = writeln!(out, "f = {}", f[0]);
-    if !p.assumed.is_empty() {
-        let _ = writeln!(out, "assumed (not declared): {}", p.assumed.join("; "));
-    }
-    if !defs.is_empty() {
-        out.push_str("where\n");
-        for d in &defs {
-            let _ = writeln!(out, "  {d}");
-        }
-    }
-    for (d, r) in ds.iter().zip(&results) {
-        match p.tensor_line(d, r) {
-            Some(line) => out.push_str(&line),
-            None => {
-                let _ = write!(out, "{} = {r}", d.label(style));
-            }
-        }
-        out.push('\n');
-    }
+    let opts = matcalc::report::TextOptions {
+        assumed: true,
+        layout: false,
+    };
+    let mut out = matcalc::report::derive_text(p, ds, form, style, &opts);
     out.truncate(out.trim_end().len());
     out
 }
@@ -560,13 +516,13 @@ fn run_case(case: &Case, bless: bool) -> (Vec<String>, bool) {
     // The function as printed (`f = …` in every section) must mean the input.
     let f = render::recover(&p.graph, &[p.root], Form::Nested, None, &reserved);
     let (_, f_expr) = f.lines(&Style::EXPR);
-    if !has_index(&f.results[0]) {
+    if !f.results[0].has_index() {
         if let Err(e) = round_trip(&p, p.root, &f_expr[0], &rt_decls) {
             failures.push(format!("f: round trip of `{}`: {e}", f_expr[0]));
         }
     }
     for ((d, m), text) in ds.iter().zip(&nested.results).zip(&expr_lines) {
-        if has_index(m) {
+        if m.has_index() {
             if p.graph.order(d.id) <= 2 {
                 failures.push(format!(
                     "{}: index notation for a derivative of order {} (a matrix form exists): {text}",
