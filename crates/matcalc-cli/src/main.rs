@@ -32,6 +32,18 @@ enum Command {
     Eval(EvalArgs),
     /// Check derivatives against finite differences at random points.
     Check(CheckArgs),
+    /// Serve the web page and the JSON API on this machine (Ctrl-C stops it).
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Port to listen on (0 picks a free one; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Address to bind; the default serves this machine only.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
 }
 
 #[derive(Args, Clone)]
@@ -177,7 +189,18 @@ fn run(cli: Cli) -> CmdResult {
         Command::Derive(a) => derive(a),
         Command::Eval(a) => eval(a),
         Command::Check(a) => check_cmd(a),
+        Command::Serve(a) => serve(a),
     }
+}
+
+fn serve(a: ServeArgs) -> CmdResult {
+    matcalc_web::run(&a.host, a.port, matcalc_web::Config::default()).map_err(|e| {
+        plain(
+            Error::new(ErrorKind::Usage, format!("cannot serve on {}:{}: {e}", a.host, a.port))
+                .hint("choose another --port (0 picks a free one), or check --host"),
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn plain(error: Error) -> Failure {

@@ -163,7 +163,11 @@ fn go(m: &M) -> String {
             _ => sup(paren(x, P_ATOM), transpose_mark()),
         },
         M::Pow(_, p) if *p < 0.0 => hadamard(std::slice::from_ref(m)),
-        M::Pow(b, p) => sup(paren(b, P_ATOM), mn(&number(*p))),
+        // ‖x‖₂²: subscript and superscript stacked.
+        M::Pow(b, p) => match &**b {
+            M::Call("norm2", a) => el("msubsup", &(fenced("‖", go(&a[0]), "‖") + &mn("2") + &mn(&number(*p)))),
+            _ => sup(paren(b, P_ATOM), mn(&number(*p))),
+        },
         M::Call(f, args) => call(f, args),
         M::Index(t) => index_notation(t),
         M::Scalar(x) => {
@@ -477,7 +481,7 @@ mod tests {
         assert!(t.contains('⊙'), "{t}");
         assert!(s.contains("<msub><mi>W</mi><mn>1</mn></msub>"), "{s}");
         let f = math(&M::Pow(Box::new(M::Call("norm2", vec![M::Name("x".into())])), 2.0));
-        assert!(f.contains("<mo>‖</mo>"), "{f}");
+        assert!(f.contains("<msubsup><mrow><mo>‖</mo>"), "{f}");
         well_formed(&f);
     }
 
