@@ -139,8 +139,12 @@ fn paren(m: &M, min: u8) -> String {
     }
 }
 
+/// `base^exp`; on a subscripted name (W₁ᵀ) the scripts are stacked.
 fn sup(base: String, exp: String) -> String {
-    el("msup", &(base + &exp))
+    match base.strip_prefix("<msub>").and_then(|b| b.strip_suffix("</msub>")) {
+        Some(inner) => el("msubsup", &(inner.to_string() + &exp)),
+        None => el("msup", &(base + &exp)),
+    }
 }
 
 fn transpose_mark() -> String {
@@ -479,7 +483,10 @@ mod tests {
         let doc = well_formed(&s);
         let t = text_of(&doc);
         assert!(t.contains('⊙'), "{t}");
-        assert!(s.contains("<msub><mi>W</mi><mn>1</mn></msub>"), "{s}");
+        assert!(
+            s.contains("<msubsup><mi>W</mi><mn>1</mn><mi mathvariant=\"normal\">T</mi></msubsup>"),
+            "{s}"
+        );
         let f = math(&M::Pow(Box::new(M::Call("norm2", vec![M::Name("x".into())])), 2.0));
         assert!(f.contains("<msubsup><mrow><mo>‖</mo>"), "{f}");
         well_formed(&f);
