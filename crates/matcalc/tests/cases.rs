@@ -708,3 +708,83 @@ fn case_file_round_trip() {
     assert!(parse_case(Path::new("t.mc"), "expr: x\nwrt: x\nbogus: 1\n").is_err());
     assert_eq!(diff("a\nb\nc", "a\nB\nc"), "      a\n    - b\n    + B\n      c\n");
 }
+
+/// Every case through the web API: `api::derive` answers, its nested text is the
+/// `text` section (less the `assumed` line, which the API returns on its own), and
+/// every piece of MathML it returns is well-formed MathML.
+#[test]
+fn every_case_through_the_api() {
+    use matcalc::api::{self, DeriveRequest, Formula, ProblemInput};
+    fn well_formed(what: &str, s: &str) {
+        let doc = roxmltree::Document::parse(s).unwrap_or_else(|e| panic!("{what}: not well-formed ({e}): {s}"));
+        assert_eq!(doc.root_element().tag_name().name(), "math", "{what}");
+    }
+    fn formula(what: &str, f: &Formula) {
+        well_formed(what, &f.mathml);
+        assert!(!f.text.is_empty() && !f.latex.is_empty(), "{what}");
+    }
+    let files = case_files();
+    let mut failures = Vec::new();
+    for path in &files {
+        let case = parse_case(path, &std::fs::read_to_string(path).unwrap()).unwrap();
+        let name = case.name();
+        let req = DeriveRequest {
+            input: ProblemInput {
+                expr: case.expr.clone(),
+                decls: case.decls(),
+                latex: false,
+            },
+            wrt: case.wrt.clone(),
+            order: case.order,
+            form: api::FormName::Nested,
+            code: false,
+        };
+        let r = match api::derive(&req) {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{name}: {e:?}"));
+                continue;
+            }
+        };
+        formula(&name, &r.parsed.function.formula);
+        let forms = [
+            ("nested", r.forms.nested.as_ref()),
+            ("cascade", Some(&r.forms.cascade)),
+            ("diag", Some(&r.forms.diag)),
+        ];
+        for (form, block) in forms {
+            let Some(b) = block else { continue };
+            let what = format!("{name} {form}");
+            well_formed(&what, &b.mathml);
+            b.results.iter().for_each(|f| formula(&what, f));
+            b.definitions.iter().for_each(|d| formula(&what, &d.formula));
+        }
+        for d in &r.derivatives {
+            well_formed(&name, &format!("<math>{}</math>", d.label.mathml));
+        }
+        let expected: String = case
+            .sections
+            .iter()
+            .find(|(s, _)| s == "text")
+            .map(|(_, t)| {
+                t.lines()
+                    .filter(|l| !l.starts_with("assumed (not declared)"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default();
+        match &r.forms.nested {
+            Some(n) if n.text.trim_end() == expected.trim_end() => {}
+            Some(n) => failures.push(format!("{name}: text differs:\n{}--- expected\n{expected}", n.text)),
+            None => failures.push(format!("{name}: no nested form")),
+        }
+    }
+    assert!(files.len() > 100, "found only {} cases", files.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+}
