@@ -220,3 +220,46 @@ fn saturated_server_answers_503_then_recovers() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn the_openapi_examples_work() {
+    let s = Server::start(Config::default());
+    let spec = s.get("/openapi.json").json();
+    let paths = spec["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), 4);
+    for (path, item) in paths {
+        let example = &item["post"]["requestBody"]["content"]["application/json"]["example"];
+        assert!(example.is_object(), "{path}: no example");
+        let r = s.post(path, &example.to_string());
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        // Every top-level field the spec lists for the response is in the answer.
+        let schema = item["post"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap();
+        let body = r.json();
+        let listed = fields(&spec, &spec["components"]["schemas"][schema]);
+        assert!(listed.len() >= 4, "{path}: {listed:?}");
+        for field in listed {
+            assert!(body.get(&field).is_some(), "{path}: `{field}` missing from {body}");
+        }
+    }
+}
+
+/// The properties a schema lists, through `allOf` and `$ref`.
+fn fields(spec: &serde_json::Value, schema: &serde_json::Value) -> Vec<String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        return fields(spec, &spec["components"]["schemas"][r.rsplit('/').next().unwrap()]);
+    }
+    let mut out: Vec<String> = schema["properties"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.keys().cloned())
+        .collect();
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        out.extend(fields(spec, part));
+    }
+    out
+}
