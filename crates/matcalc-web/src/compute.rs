@@ -114,3 +114,40 @@ fn outcome(o: Outcome, limit: Duration) -> Response {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::to_bytes;
+
+    fn shared() -> Shared {
+        Shared {
+            slots: Arc::new(Semaphore::new(1)),
+            config: crate::Config::default(),
+        }
+    }
+
+    fn boom(_: &serde_json::Value) -> Result<serde_json::Value, ApiError> {
+        panic!("a bug in the engine")
+    }
+
+    fn echo(v: &serde_json::Value) -> Result<serde_json::Value, ApiError> {
+        Ok(v.clone())
+    }
+
+    async fn body(r: Response) -> serde_json::Value {
+        serde_json::from_slice(&to_bytes(r.into_body(), 1 << 20).await.unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_a_500_and_frees_its_slot() {
+        let s = shared();
+        let r = run(&s, b"{}", boom).await;
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body(r).await["kind"], "internal");
+        // The slot came back: the next call runs.
+        let r = run(&s, b"{\"a\": 1}", echo).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(body(r).await, serde_json::json!({"a": 1}));
+    }
+}
