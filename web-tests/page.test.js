@@ -218,9 +218,11 @@ test("a shared URL shows the same result", async () => {
 
 test("editing the variables table declares the variable", async () => {
   const page = await blankPage();
-  await page.locator("#wrt").fill("x");
   await page.locator("#expr").fill("x'*A*x");
+  // No variable chosen yet: the page offers the expression's variables.
+  await page.getByRole("button", { name: "x", exact: true }).click();
   await page.waitForFunction(() => document.querySelector("#result math mfrac") !== null);
+  assert.equal(await page.locator("#wrt").inputValue(), "x");
   assert.equal(await page.locator('#vars tr[data-name="A"] select').inputValue(), "matrix");
   const before = await page.locator("#result").textContent();
   await page.locator('#vars tr[data-name="A"] select').selectOption("symmetric");

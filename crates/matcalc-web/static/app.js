@@ -151,8 +151,17 @@ function setDecl(name, kind, dimsInput) {
 
 function askForWrt(vars) {
   state.last = null;
-  const names = vars.map((v) => v.name).join(", ");
-  $("result").replaceChildren(el("p", "muted", `Choose what to differentiate by (“With respect to”): ${names}.`));
+  const ask = el("p", "muted", "Differentiate by: ");
+  for (const v of vars) {
+    const b = el("button", "wrt-choice", v.name);
+    b.type = "button";
+    b.addEventListener("click", () => {
+      $("wrt").value = v.name;
+      run();
+    });
+    ask.append(b, " ");
+  }
+  $("result").replaceChildren(ask);
   $("layout").textContent = "";
   $("code").textContent = "";
 }
