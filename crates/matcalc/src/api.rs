@@ -504,6 +504,9 @@ pub struct Limits {
     pub max_elements: usize,
     /// Largest size a check draws for a dimension with a wider declared range.
     pub max_check_dim: usize,
+    /// Largest nested form returned (expanded nodes; see [`render::expanded_size`]):
+    /// beyond it only the cascade forms, which grow linearly, are returned.
+    pub max_nested: u64,
 }
 
 /// The limits [`derive`], [`eval`] and [`check`] apply.
@@ -512,6 +515,7 @@ pub const LIMITS: Limits = Limits {
     max_trials: 10,
     max_elements: 4_000_000,
     max_check_dim: 200,
+    max_nested: 20_000,
 };
 
 fn check_order(order: usize) -> Result<()> {
@@ -621,10 +625,10 @@ pub fn derive(req: &DeriveRequest) -> Result<DeriveResponse, ApiError> {
     let ds = p.derive(&wrt, req.order)?;
     let ids: Vec<_> = ds.iter().map(|d| d.id).collect();
     let mut notes = Vec::new();
-    let nested = if render::expanded_size(&p.graph, &ids) <= render::MAX_NESTED {
+    let nested = if render::expanded_size(&p.graph, &ids) <= LIMITS.max_nested {
         Some(form_block(&p, &ds, Form::Nested))
     } else {
-        notes.push("the nested form of this derivative is too large to print; see the cascade form".to_string());
+        notes.push("the nested form of this derivative is too large to show; see the cascade form".to_string());
         None
     };
     let forms = Forms {
@@ -985,6 +989,19 @@ mod tests {
         let mut req = headline();
         req.order = 9;
         assert_eq!(derive(&req).unwrap_err().kind, ApiErrorKind::Engine(ErrorKind::Limit));
+    }
+
+    #[test]
+    fn large_nested_forms_are_left_out() {
+        // sin(sin(…(x))), 250 deep: the nested gradient repeats every inner chain
+        // (about 31 000 nodes), the cascade names each level once.
+        let mut req = headline();
+        req.input.expr = format!("sum({}x{})", "sin(".repeat(250), ")".repeat(250));
+        req.input.decls = String::new();
+        let r = derive(&req).unwrap();
+        assert!(r.forms.nested.is_none());
+        assert!(r.notes[0].contains("too large"), "{:?}", r.notes);
+        assert!(r.forms.cascade.definitions.len() >= 250);
     }
 
     #[test]
