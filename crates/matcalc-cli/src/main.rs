@@ -1,14 +1,15 @@
 //! `matcalc`: symbolic matrix calculus on the command line.
 
-mod report;
+mod output;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use matcalc::api;
 use matcalc::codegen;
-use matcalc::error::{Error, ErrorKind, Origin};
-use matcalc::eval::{check, interp, values, Tensor};
+use matcalc::error::{Error, ErrorKind};
+use matcalc::eval::{check, values, Tensor};
+use matcalc::input::Source;
 use matcalc::render::{self, print::Style, Form};
-use matcalc::syntax::latex::{self, LatexProblem};
-use matcalc::Problem;
+use matcalc::report;
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -31,6 +32,18 @@ enum Command {
     Eval(EvalArgs),
     /// Check derivatives against finite differences at random points.
     Check(CheckArgs),
+    /// Serve the web page and the JSON API on this machine (Ctrl-C stops it).
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Port to listen on (0 picks a free one; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Address to bind; the default serves this machine only.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
 }
 
 #[derive(Args, Clone)]
@@ -170,7 +183,7 @@ fn main() -> ExitCode {
     match child.map(|h| h.join()) {
         Ok(Ok(Ok(code))) => code,
         Ok(Ok(Err(f))) => {
-            report::print_error(&f.error, &f.expr, &f.decls);
+            output::print_error(&f.error, &f.expr, &f.decls);
             ExitCode::from(2)
         }
         _ => {
@@ -185,7 +198,18 @@ fn run(cli: Cli) -> CmdResult {
         Command::Derive(a) => derive(a),
         Command::Eval(a) => eval(a),
         Command::Check(a) => check_cmd(a),
+        Command::Serve(a) => serve(a),
     }
+}
+
+fn serve(a: ServeArgs) -> CmdResult {
+    matcalc_web::run(&a.host, a.port, matcalc_web::Config::default()).map_err(|e| {
+        plain(
+            Error::new(ErrorKind::Usage, format!("cannot serve on {}:{}: {e}", a.host, a.port))
+                .hint("choose another --port (0 picks a free one), or check --host"),
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn plain(error: Error) -> Failure {
@@ -196,8 +220,8 @@ fn plain(error: Error) -> Failure {
     }
 }
 
-/// The expression text, the declarations (our syntax), and for LaTeX input its reading.
-fn read_input(i: &Input) -> Result<(String, String, Option<LatexProblem>), Failure> {
+/// The expression and declarations, read (our syntax or LaTeX).
+fn read_input(i: &Input) -> Result<Source, Failure> {
     let expr = match (&i.expr, &i.file) {
         (Some(_), Some(_)) => {
             return Err(plain(
@@ -225,85 +249,38 @@ fn read_input(i: &Input) -> Result<(String, String, Option<LatexProblem>), Failu
             )))
         }
     };
-    let expr = expr.trim_end().to_string();
     let decls = i.decls.join("; ");
     let tex_file = i.file.as_deref().is_some_and(|f| f.ends_with(".tex"));
-    if i.latex.is_some() || tex_file || latex::looks_like_latex(&expr) {
-        return read_latex(expr, decls, i.echo);
-    }
+    let src = Source::read(&expr, &decls, i.latex.is_some() || tex_file).map_err(|error| Failure {
+        error: Box::new(error),
+        expr: expr.trim_end().to_string(),
+        decls: decls.clone(),
+    })?;
     if i.echo {
-        if let Ok(e) = matcalc::syntax::parse_expr(&expr) {
-            eprintln!("expr: {}", latex::to_plain(&e));
-            if !decls.is_empty() {
-                eprintln!("decl: {decls}");
-            }
-        }
+        echo(&src);
     }
-    Ok((expr, decls, None))
+    Ok(src)
 }
 
-/// Read LaTeX input; its declarations are merged after the --decl ones, which win on a conflict.
-fn read_latex(text: String, cli: String, echo: bool) -> Result<(String, String, Option<LatexProblem>), Failure> {
-    let fail = |error: Error, text: &str, decls: &str| Failure {
-        error: Box::new(error),
-        expr: text.to_string(),
-        decls: decls.to_string(),
-    };
-    let known = matcalc::syntax::parse_decls(&cli).map_err(|e| fail(e.with_origin(Origin::Decls), &text, &cli))?;
-    let lp = latex::parse_latex_with(&text, &known).map_err(|e| fail(e, &text, &cli))?;
-    let mut decls = cli;
-    for d in lp.decls.iter().filter(|d| !known.iter().any(|k| k.name == d.name)) {
-        if !decls.is_empty() {
-            decls.push_str("; ");
-        }
-        decls.push_str(&latex::decl_to_plain(d));
+/// `--echo`: how the input was read, in matcalc syntax, to standard error.
+fn echo(src: &Source) {
+    let e = src.echo();
+    if !e.expr.is_empty() {
+        eprintln!("expr: {}", e.expr);
     }
-    if echo {
-        eprintln!("expr: {}", lp.echo);
-        if !decls.is_empty() {
-            eprintln!("decl: {decls}");
-        }
-        if !lp.params.is_empty() {
-            eprintln!("wrt: {}", lp.params.join(", "));
-        } else if let Some(w) = &lp.wrt {
-            eprintln!("wrt: {w}");
-        }
+    if !e.decls.is_empty() {
+        eprintln!("decl: {}", e.decls);
     }
-    Ok((text, decls, Some(lp)))
-}
-
-fn problem(expr: &str, decls: &str, latex: Option<&LatexProblem>) -> Result<Problem, Failure> {
-    let p = match latex {
-        None => Problem::new(expr, decls),
-        Some(l) => matcalc::syntax::parse_decls(decls)
-            .map_err(|e| e.with_origin(Origin::Decls))
-            .and_then(|d| Problem::from_ast(&l.expr, &d)),
-    };
-    p.map_err(|error| Failure {
-        error: Box::new(error),
-        expr: expr.to_string(),
-        decls: decls.to_string(),
-    })
-}
-
-/// --wrt, or for LaTeX input the variables named on the left (`L(x) :=`) or "with respect to".
-fn wrt_or_default(wrt: &[String], latex: Option<&LatexProblem>) -> Result<Vec<String>, Failure> {
-    match latex {
-        _ if !wrt.is_empty() => Ok(wrt.to_vec()),
-        Some(l) if !l.params.is_empty() => Ok(l.params.clone()),
-        Some(LatexProblem { wrt: Some(w), .. }) => Ok(vec![w.clone()]),
-        _ => Err(plain(
-            Error::new(ErrorKind::Usage, "no variable to differentiate by")
-                .hint("add --wrt NAME, or name the variable in LaTeX input: `L(x) := …`"),
-        )),
+    if !e.wrt.is_empty() {
+        eprintln!("wrt: {}", e.wrt.join(", "));
     }
 }
 
-fn with_src<'a>(expr: &'a str, decls: &'a str) -> impl Fn(Error) -> Failure + 'a {
+fn with_src(src: &Source) -> impl Fn(Error) -> Failure + '_ {
     move |error| Failure {
         error: Box::new(error),
-        expr: expr.to_string(),
-        decls: decls.to_string(),
+        expr: src.expr.clone(),
+        decls: src.decls.clone(),
     }
 }
 
@@ -316,10 +293,10 @@ fn form(f: FormArg) -> Form {
 }
 
 fn derive(a: DeriveArgs) -> CmdResult {
-    let (expr, decls, tex) = read_input(&a.input)?;
-    let mut p = problem(&expr, &decls, tex.as_ref())?;
-    let err = with_src(&expr, &decls);
-    let wrt = wrt_or_default(&a.wrt, tex.as_ref())?;
+    let src = read_input(&a.input)?;
+    let err = with_src(&src);
+    let mut p = src.problem().map_err(&err)?;
+    let wrt = src.wrt_or_default(&a.wrt).map_err(&err)?;
     let ds = p.derive(&wrt, a.order).map_err(&err)?;
     if let Some(emit) = a.emit {
         let target = match emit {
@@ -356,7 +333,7 @@ fn derive(a: DeriveArgs) -> CmdResult {
         Format::Expr => {
             let r = render::recover(&p.graph, &ids, Form::Nested, Some(p.root), &reserved);
             for m in &r.results {
-                if report::has_index(m) {
+                if m.has_index() {
                     return Err(err(Error::new(
                         ErrorKind::Usage,
                         "this derivative is a tensor with no matrix form",
@@ -369,28 +346,34 @@ fn derive(a: DeriveArgs) -> CmdResult {
                 println!("{l}");
             }
         }
-        Format::Json => println!("{}", report::derive_json(&p, &ds, &reserved)),
+        Format::Json => println!("{}", report::derive_json(&p, &ds)),
         Format::Text | Format::Latex | Format::Markdown => {
             let style = if a.format == Format::Text {
                 Style::TEXT
             } else {
                 Style::LATEX
             };
-            print!("{}", report::derive_text(&p, &ds, form(a.form), &style, &reserved));
+            let opts = report::TextOptions::default();
+            print!("{}", report::derive_text(&p, &ds, form(a.form), &style, &opts));
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `derive --explain`: the derivation, then (in text) the result as `derive` prints it.
-fn explain(p: &Problem, wrt: &[String], a: &DeriveArgs, ds: &[matcalc::Derivative]) -> Result<ExitCode, Error> {
+fn explain(
+    p: &matcalc::Problem,
+    wrt: &[String],
+    a: &DeriveArgs,
+    ds: &[matcalc::Derivative],
+) -> Result<ExitCode, Error> {
     use matcalc::explain::{self as ex, Format as ExFormat};
     let opts = ex::Options { names: a.names.clone() };
     let e = ex::explain(p, wrt, a.order, ds, &opts)?;
     match a.format {
         Format::Text => {
-            let reserved = p.reserved_names();
-            print!("{}", report::derive_text(p, ds, form(a.form), &Style::TEXT, &reserved));
+            let opts = report::TextOptions::default();
+            print!("{}", report::derive_text(p, ds, form(a.form), &Style::TEXT, &opts));
             println!();
             print!("{}", e.render(ExFormat::Text));
         }
@@ -456,89 +439,39 @@ fn read_values(at: &[String]) -> Result<Vec<(String, Tensor)>, Failure> {
 }
 
 fn eval(a: EvalArgs) -> CmdResult {
-    let (expr, decls, tex) = read_input(&a.input)?;
+    let src = read_input(&a.input)?;
     let vals = read_values(&a.at)?;
-    let dims = parse_dims(&a.dims)?;
-    // Names without declarations take their shapes from their values.
-    let declared = matcalc::syntax::parse_decls(&decls).map_err(|e| Failure {
-        error: Box::new(e.with_origin(Origin::Decls)),
-        expr: expr.clone(),
-        decls: decls.clone(),
-    })?;
-    let mut all_decls = decls.clone();
-    for (n, t) in &vals {
-        if declared.iter().any(|d| d.name == *n) {
-            continue;
-        }
-        let d = match t.shape() {
-            [] => format!("{n}: scalar"),
-            [k] => format!("{n}: vector({k})"),
-            [r, c] => format!("{n}: matrix({r}, {c})"),
-            s => {
-                return Err(plain(
-                    Error::new(
-                        ErrorKind::Value,
-                        format!("`{n}` has {} axes; variables are scalars, vectors or matrices", s.len()),
-                    )
-                    .hint("give a number, an array, or an array of rows"),
-                ))
-            }
-        };
-        if !all_decls.is_empty() {
-            all_decls.push_str("; ");
-        }
-        all_decls.push_str(&d);
-    }
-    let mut p = problem(&expr, &all_decls, tex.as_ref())?;
-    let err = with_src(&expr, &all_decls);
-    let ds = if a.wrt.is_empty() {
-        Vec::new()
-    } else {
-        p.derive(&a.wrt, a.order).map_err(&err)?
+    let opts = api::EvalOptions {
+        wrt: a.wrt.clone(),
+        order: a.order,
+        dims: parse_dims(&a.dims)?,
+        max_elements: None,
     };
-    let g = &p.graph;
-    let mut var_values: Vec<Option<Tensor>> = vec![None; g.vars.len()];
-    for (n, t) in vals {
-        match g.var_index(&n) {
-            Some(i) if p.occurring.contains(&n) => var_values[i] = Some(t),
-            _ => eprintln!("warning: `{n}` is not used by the expression; ignored"),
-        }
+    let out = api::evaluate(&src, vals, &opts).map_err(with_src(&src))?;
+    for n in &out.ignored {
+        eprintln!("warning: `{n}` is not used by the expression; ignored");
     }
-    let dimv = interp::bind_dims(g, &var_values, &dims).map_err(&err)?;
-    let mut roots = vec![p.root];
-    roots.extend(ds.iter().map(|d| d.id));
-    let out = interp::evaluate(g, &roots, p.root, &var_values, &dimv).map_err(&err)?;
     for w in &out.warnings {
         eprintln!("warning: {w}");
     }
-    // A derivative is keyed by its variable; a mixed one by its variables, comma-separated.
-    let keys: Vec<String> = ds
-        .iter()
-        .map(|d| {
-            if d.wrt.iter().all(|w| *w == d.wrt[0]) {
-                d.wrt[0].clone()
-            } else {
-                d.wrt.join(",")
-            }
-        })
-        .collect();
     if a.json {
         let mut derivs = serde_json::Map::new();
-        for (k, t) in keys.iter().zip(&out.values[1..]) {
+        for (k, t) in &out.derivatives {
             derivs.insert(k.clone(), values::tensor_to_json(t));
         }
-        let v = serde_json::json!({"value": values::tensor_to_json(&out.values[0]), "derivatives": derivs});
+        let v = serde_json::json!({"value": values::tensor_to_json(&out.value), "derivatives": derivs});
         println!("{v}");
     } else {
-        print!("{}", report::value_table(&out.values[0], &keys, &out.values[1..], &ds));
+        print!("{}", output::value_table(&out.value, &out.derivatives, &out.ds));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn check_cmd(a: CheckArgs) -> CmdResult {
-    let (expr, decls, tex) = read_input(&a.input)?;
-    let mut p = problem(&expr, &decls, tex.as_ref())?;
-    let wrt = wrt_or_default(&a.wrt, tex.as_ref())?;
+    let src = read_input(&a.input)?;
+    let err = with_src(&src);
+    let mut p = src.problem().map_err(&err)?;
+    let wrt = src.wrt_or_default(&a.wrt).map_err(&err)?;
     let dims = parse_dims(&a.dims)?;
     let opts = check::CheckOptions {
         seed: a.seed,
@@ -548,7 +481,7 @@ fn check_cmd(a: CheckArgs) -> CmdResult {
         tolerance: a.tolerance,
         ..Default::default()
     };
-    let r = check::check(&mut p, &wrt, &opts).map_err(with_src(&expr, &decls))?;
-    print!("{}", report::check_text(&r));
+    let r = check::check(&mut p, &wrt, &opts).map_err(&err)?;
+    print!("{}", output::check_text(&r));
     Ok(if r.passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -14,8 +14,10 @@ pub enum Origin {
     Decls,
 }
 
-/// What went wrong, broadly. Front ends map every kind to exit code 2.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// What went wrong, broadly. Front ends map every kind to exit code 2; the
+/// web API names it in lower case (`"syntax"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ErrorKind {
     /// The text could not be parsed.
     Syntax,

@@ -218,13 +218,14 @@ impl Derivative {
 }
 
 impl Problem {
-    /// A tensor result printed as `[i,j,k] = body`, written `∂f[i]/∂W[j,k] = body`.
-    pub fn tensor_line(&self, d: &Derivative, res: &str) -> Option<String> {
-        let p = self;
-        let (idx, body) = res.strip_prefix('[')?.split_once("] = ")?;
+    /// The index names of a tensor result printed as `[i,j,k] = body`, split by
+    /// what they belong to: the function's axes, then each variable's (for
+    /// `∂f[i]/∂W[j,k]`: `[[i], [j, k]]`). `None` if `res` is not index notation.
+    pub fn tensor_indices(&self, d: &Derivative, res: &str) -> Option<Vec<Vec<String>>> {
+        let (idx, _) = res.strip_prefix('[')?.split_once("] = ")?;
         let names: Vec<&str> = idx.split(',').collect();
-        let g = &p.graph;
-        let mut orders = vec![g.order(p.root)];
+        let g = &self.graph;
+        let mut orders = vec![g.order(self.root)];
         for w in &d.wrt {
             orders.push(g.vars[g.var_index(w)?].shape.len());
         }
@@ -232,21 +233,34 @@ impl Problem {
             return None;
         }
         let mut at = 0;
-        let mut part = |k: usize| {
-            let s = if k == 0 {
+        Some(
+            orders
+                .iter()
+                .map(|&k| {
+                    at += k;
+                    names[at - k..at].iter().map(|s| s.to_string()).collect()
+                })
+                .collect(),
+        )
+    }
+
+    /// A tensor result printed as `[i,j,k] = body`, written `∂f[i]/∂W[j,k] = body`.
+    pub fn tensor_line(&self, d: &Derivative, res: &str) -> Option<String> {
+        let parts = self.tensor_indices(d, res)?;
+        let (_, body) = res.split_once("] = ")?;
+        let part = |ix: &Vec<String>| {
+            if ix.is_empty() {
                 String::new()
             } else {
-                format!("[{}]", names[at..at + k].join(","))
-            };
-            at += k;
-            s
+                format!("[{}]", ix.join(","))
+            }
         };
-        let f = format!("f{}", part(orders[0]));
+        let f = format!("f{}", part(&parts[0]));
         let den: String = d
             .wrt
             .iter()
-            .zip(&orders[1..])
-            .map(|(w, &k)| format!("∂{w}{}", part(k)))
+            .zip(&parts[1..])
+            .map(|(w, ix)| format!("∂{w}{}", part(ix)))
             .collect();
         let num = match d.wrt.len() {
             1 => format!("∂{f}"),

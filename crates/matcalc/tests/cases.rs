@@ -41,8 +41,7 @@ use matcalc::eval::check::{check, sample_dims, sample_values, CheckOptions};
 use matcalc::eval::interp::{bind_dims, evaluate};
 use matcalc::eval::Tensor;
 use matcalc::ir::{Dim, Id};
-use matcalc::render::mexpr::M;
-use matcalc::render::print::{Flavour, Style};
+use matcalc::render::print::Style;
 use matcalc::render::{self, Form};
 use matcalc::{Derivative, ErrorKind, Problem};
 use rand::rngs::StdRng;
@@ -64,62 +63,18 @@ const RANDOM_TRIALS: usize = 3;
 const ROUND_TRIP_SEEDS: [u64; 2] = [11, 12];
 const ROUND_TRIP_TOLERANCE: f64 = 1e-9;
 
-fn has_index(m: &M) -> bool {
-    match m {
-        M::Index(_) => true,
-        M::Add(v) | M::Prod(v) | M::Had(v) | M::Call(_, v) => v.iter().any(has_index),
-        M::Div(a, b) => has_index(a) || has_index(b),
-        M::T(a) | M::Pow(a, _) => has_index(a),
-        _ => false,
-    }
-}
-
-/// The text (or LaTeX) report of the derivatives in a form, like `matcalc derive`.
+/// The text (or LaTeX) report of the derivatives in a form, like `matcalc derive`
+/// without its layout notes.
 fn report(p: &Problem, ds: &[Derivative], form: Form, style: &Style) -> String {
-    let g = &p.graph;
-    let reserved = p.reserved_names();
-    let (_, f) = render::recover(g, &[p.root], Form::Nested, None, &reserved).lines(style);
-    let ids: Vec<_> = ds.iter().map(|d| d.id).collect();
-    let (defs, results) = render::recover(g, &ids, form, Some(p.root), &reserved).lines(style);
-    let mut out = String::new();
-    if style.flavour == Flavour::Latex {
-        out.push_str("\\begin{aligned}\n");
-        let _ = writeln!(out, "f &= {} \\\\", f[0]);
-        for d in &defs {
-            let (l, r) = d.split_once(" = ").unwrap_or((d, ""));
-            let _ = writeln!(out, "{l} &= {r} \\\\");
-        }
-        for (k, (d, r)) in ds.iter().zip(&results).enumerate() {
-            let end = if k + 1 == ds.len() { "" } else { " \\\\" };
-            let _ = writeln!(out, "{} &= {r}{end}", d.label(style));
-        }
-        out.push_str("\\end{aligned}");
-        return out;
-    }
-    let _ = writeln!(out, "f = {}", f[0]);
-    if !p.assumed.is_empty() {
-        let _ = writeln!(out, "assumed (not declared): {}", p.assumed.join("; "));
-    }
-    if !defs.is_empty() {
-        out.push_str("where\n");
-        for d in &defs {
-            let _ = writeln!(out, "  {d}");
-        }
-    }
-    for (d, r) in ds.iter().zip(&results) {
-        match p.tensor_line(d, r) {
-            Some(line) => out.push_str(&line),
-            None => {
-                let _ = write!(out, "{} = {r}", d.label(style));
-            }
-        }
-        out.push('\n');
-    }
+    let opts = matcalc::report::TextOptions {
+        assumed: true,
+        layout: false,
+    };
+    let mut out = matcalc::report::derive_text(p, ds, form, style, &opts);
     out.truncate(out.trim_end().len());
     out
 }
 
-/// A line diff (longest common subsequence), `-` expected, `+` actual.
 fn diff(expected: &str, actual: &str) -> String {
     let a: Vec<&str> = expected.lines().collect();
     let b: Vec<&str> = actual.lines().collect();
@@ -345,13 +300,13 @@ fn run_case(case: &Case, bless: bool) -> (Vec<String>, bool) {
     // The function as printed (`f = …` in every section) must mean the input.
     let f = render::recover(&p.graph, &[p.root], Form::Nested, None, &reserved);
     let (_, f_expr) = f.lines(&Style::EXPR);
-    if !has_index(&f.results[0]) {
+    if !f.results[0].has_index() {
         if let Err(e) = round_trip(&p, p.root, &f_expr[0], &rt_decls) {
             failures.push(format!("f: round trip of `{}`: {e}", f_expr[0]));
         }
     }
     for ((d, m), text) in ds.iter().zip(&nested.results).zip(&expr_lines) {
-        if has_index(m) {
+        if m.has_index() {
             if p.graph.order(d.id) <= 2 {
                 failures.push(format!(
                     "{}: index notation for a derivative of order {} (a matrix form exists): {text}",
@@ -525,4 +480,84 @@ fn case_file_round_trip() {
     assert!(parse_case(Path::new("t.mc"), "expr: x\n").is_err());
     assert!(parse_case(Path::new("t.mc"), "expr: x\nwrt: x\nbogus: 1\n").is_err());
     assert_eq!(diff("a\nb\nc", "a\nB\nc"), "      a\n    - b\n    + B\n      c\n");
+}
+
+/// Every case through the web API: `api::derive` answers, its nested text is the
+/// `text` section (less the `assumed` line, which the API returns on its own), and
+/// every piece of MathML it returns is well-formed MathML.
+#[test]
+fn every_case_through_the_api() {
+    use matcalc::api::{self, DeriveRequest, Formula, ProblemInput};
+    fn well_formed(what: &str, s: &str) {
+        let doc = roxmltree::Document::parse(s).unwrap_or_else(|e| panic!("{what}: not well-formed ({e}): {s}"));
+        assert_eq!(doc.root_element().tag_name().name(), "math", "{what}");
+    }
+    fn formula(what: &str, f: &Formula) {
+        well_formed(what, &f.mathml);
+        assert!(!f.text.is_empty() && !f.latex.is_empty(), "{what}");
+    }
+    let files = case_files();
+    let mut failures = Vec::new();
+    for path in &files {
+        let case = parse_case(path, &std::fs::read_to_string(path).unwrap()).unwrap();
+        let name = case.name();
+        let req = DeriveRequest {
+            input: ProblemInput {
+                expr: case.expr.clone(),
+                decls: case.decls(),
+                latex: false,
+            },
+            wrt: case.wrt.clone(),
+            order: case.order,
+            form: api::FormName::Nested,
+            code: false,
+        };
+        let r = match api::derive(&req) {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{name}: {e:?}"));
+                continue;
+            }
+        };
+        formula(&name, &r.parsed.function.formula);
+        let forms = [
+            ("nested", r.forms.nested.as_ref()),
+            ("cascade", Some(&r.forms.cascade)),
+            ("diag", Some(&r.forms.diag)),
+        ];
+        for (form, block) in forms {
+            let Some(b) = block else { continue };
+            let what = format!("{name} {form}");
+            well_formed(&what, &b.mathml);
+            b.results.iter().for_each(|f| formula(&what, f));
+            b.definitions.iter().for_each(|d| formula(&what, &d.formula));
+        }
+        for d in &r.derivatives {
+            well_formed(&name, &format!("<math>{}</math>", d.label.mathml));
+        }
+        let expected: String = case
+            .sections
+            .iter()
+            .find(|(s, _)| s == "text")
+            .map(|(_, t)| {
+                t.lines()
+                    .filter(|l| !l.starts_with("assumed (not declared)"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default();
+        match &r.forms.nested {
+            Some(n) if n.text.trim_end() == expected.trim_end() => {}
+            Some(n) => failures.push(format!("{name}: text differs:\n{}--- expected\n{expected}", n.text)),
+            None => failures.push(format!("{name}: no nested form")),
+        }
+    }
+    assert!(files.len() > 100, "found only {} cases", files.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
 }

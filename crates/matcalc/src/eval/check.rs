@@ -25,6 +25,9 @@ pub struct CheckOptions {
     pub tolerance: f64,
     /// Random directions per point.
     pub directions: usize,
+    /// Refuse points whose largest tensor would have more entries than this
+    /// (see [`interp::check_sizes`]); `None`: no limit.
+    pub max_elements: Option<usize>,
 }
 
 impl Default for CheckOptions {
@@ -36,12 +39,13 @@ impl Default for CheckOptions {
             order: 1,
             tolerance: 1e-5,
             directions: 3,
+            max_elements: None,
         }
     }
 }
 
 /// One comparison.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct CheckLine {
     /// Which derivative, e.g. `∂f/∂x`.
     pub what: String,
@@ -56,7 +60,7 @@ pub struct CheckLine {
 }
 
 /// The outcome of a check.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct CheckReport {
     /// Every comparison made.
     pub lines: Vec<CheckLine>,
@@ -289,8 +293,11 @@ pub fn check(p: &mut Problem, wrt: &[String], opts: &CheckOptions) -> Result<Che
         let mut attempt = 0;
         let (dims, vars) = loop {
             let dims = sample_dims(g, &opts.dims, &mut rng);
-            let vars = sample_values(g, p.root, &dims, &mut rng);
             let roots: Vec<Id> = triples.iter().map(|t| t.1).collect();
+            if let Some(max) = opts.max_elements {
+                interp::check_sizes(g, &roots, &dims, max)?;
+            }
+            let vars = sample_values(g, p.root, &dims, &mut rng);
             match interp::evaluate(g, &roots, p.root, &vars, &dims) {
                 Ok(e) => {
                     warnings.extend(e.warnings);

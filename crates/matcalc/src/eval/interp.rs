@@ -171,6 +171,35 @@ fn short(g: &Graph, id: Id) -> String {
     s
 }
 
+/// Refuse an evaluation whose largest tensor (any node on the way to `roots`)
+/// would have more than `max_elements` entries at these dimension values, so a
+/// front end can bound memory before it evaluates. Unknown sizes count as 1.
+pub fn check_sizes(g: &Graph, roots: &[Id], dims: &DimValues, max_elements: usize) -> Result<()> {
+    for id in g.topo_order(roots) {
+        let n = g
+            .shape(id)
+            .iter()
+            .map(|&d| size(g, dims, d).unwrap_or(1) as u128)
+            .fold(1u128, |a, b| a.saturating_mul(b));
+        if n > max_elements as u128 {
+            let shape: Vec<String> = g
+                .shape(id)
+                .iter()
+                .map(|&d| size(g, dims, d).map_or_else(|_| g.dim_name(d), |v| v.to_string()))
+                .collect();
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!(
+                    "evaluating this needs a {} tensor ({n} numbers); the limit is {max_elements}",
+                    shape.join("×")
+                ),
+            )
+            .hint("use smaller dimensions (dims, or the declared ranges)"));
+        }
+    }
+    Ok(())
+}
+
 /// Evaluate `roots`. `primal` nodes (those of the function itself) must be
 /// finite; in derivative-only nodes a non-differentiable point uses the
 /// subgradient convention (0·∞ = 0, sign(0) = 0) and produces a warning.

@@ -16,6 +16,8 @@ pub enum Format {
     Latex,
     /// Markdown with `$…$` math.
     Markdown,
+    /// One MathML display (`<math display="block">` with a table of rows).
+    MathMl,
 }
 
 /// One printed row: the left side (`a`, `df`, or empty for `=` continuations),
@@ -334,6 +336,7 @@ impl Explanation {
             Format::Text => self.render_text(),
             Format::Latex => self.render_latex(),
             Format::Markdown => self.render_markdown(),
+            Format::MathMl => self.render_mathml(),
         }
     }
 
@@ -498,6 +501,136 @@ impl Explanation {
             }
         }
         out
+    }
+
+    fn render_mathml(&self) -> String {
+        use crate::render::mathml as ml;
+        let mut p = Printer::new(self, Style::TEXT);
+        let mut rows = Vec::new();
+        let three = |a: String, b: String, note: &str| {
+            let note = if note.is_empty() {
+                String::new()
+            } else {
+                ml::mtext(&format!("  ({note})"))
+            };
+            format!("<mtr><mtd>{a}</mtd><mtd>{b}</mtd><mtd>{note}</mtd></mtr>")
+        };
+        let heading = |t: &str| three(ml::mtext(t), String::new(), "");
+        let its = self.intermediates.clone();
+        if !its.is_empty() {
+            rows.push(heading("Intermediates and their differentials"));
+        }
+        for it in &its {
+            let mut defs = Vec::new();
+            for (n, id) in &it.factors {
+                let d = p.r.convert_def(*id);
+                defs.push(ml::mrow(&[ml::name(n), ml::mo("="), ml::expr(&d)]));
+            }
+            let d = p.r.convert_def(it.node);
+            defs.push(ml::mrow(&[ml::name(&it.name), ml::mo("="), ml::expr(&d)]));
+            let mut parts = Vec::new();
+            for (k, d) in defs.into_iter().enumerate() {
+                if k > 0 {
+                    parts.push(ml::mo(","));
+                }
+                parts.push(d);
+            }
+            let lhs = ml::mrow(&parts);
+            let dn = ml::name(&format!("{DIFF_MARK}{}", it.name));
+            let rhs = ml::mrow(&[
+                ml::mo("⇒"),
+                dn,
+                ml::mo("="),
+                self.mathml_differential(&mut p, &it.differential),
+            ]);
+            let rules: Vec<String> = it.rules.iter().map(|r| r.name()).collect();
+            rows.push(three(lhs, rhs, &rules.join(", ")));
+        }
+        for k in 0..self.chains.len() {
+            rows.push(heading(if self.graph.order(self.chains[k].of) == 0 {
+                "The differential, back-substituted"
+            } else {
+                "The differential, substituted forward"
+            }));
+            if k == 0 {
+                let f = p.m(self.root);
+                rows.push(three(ml::name("f"), ml::mrow(&[ml::mo("="), ml::expr(&f)]), ""));
+            }
+            let lines = self.chains[k].lines.clone();
+            let mut last = String::new();
+            for (i, line) in lines.iter().enumerate() {
+                let rhs = self.mathml_differential(&mut p, &line.rhs);
+                if rhs == last {
+                    continue;
+                }
+                last = rhs.clone();
+                let lhs = if i == 0 { ml::mtext(&p.d_of(k)) } else { String::new() };
+                let note = p.reason(&line.reason);
+                rows.push(three(lhs, ml::mrow(&[ml::mo("="), rhs]), &note));
+            }
+            for d in self.chains[k].results.clone() {
+                let m = p.m(d.id);
+                let body = match &m {
+                    M::Index(s) => ml::mtext(s),
+                    m => ml::expr(m),
+                };
+                rows.push(three(
+                    String::new(),
+                    ml::mrow(&[ml::mo("⇒"), ml::label(&d, None), ml::mo("="), body]),
+                    "",
+                ));
+            }
+        }
+        format!(
+            "<math xmlns=\"http://www.w3.org/1998/Math/MathML\" display=\"block\"><mtable columnalign=\"right left left\">{}</mtable></math>",
+            rows.concat()
+        )
+    }
+
+    fn mathml_differential(&self, p: &mut Printer, d: &Differential) -> String {
+        use crate::render::mathml as ml;
+        let wrap = |m: &M| {
+            let s = ml::expr(m);
+            if matches!(m, M::Add(_) | M::Had(_) | M::Div(..) | M::Prod(_)) {
+                ml::fenced("(", s, ")")
+            } else {
+                s
+            }
+        };
+        match d {
+            Differential::Frobenius(pairs) if pairs.is_empty() => ml::expr(&M::Num(0.0)),
+            Differential::Frobenius(pairs) => {
+                let mut parts = Vec::new();
+                for (k, &(g, dv)) in pairs.iter().enumerate() {
+                    if k > 0 {
+                        parts.push(ml::mo("+"));
+                    }
+                    let (gm, dm) = (p.m(g), p.m(dv));
+                    let gs = if matches!(gm, M::Add(_)) {
+                        ml::fenced("(", ml::expr(&gm), ")")
+                    } else {
+                        ml::expr(&gm)
+                    };
+                    parts.push(gs);
+                    parts.push(ml::mo(":"));
+                    parts.push(wrap(&dm));
+                }
+                ml::mrow(&parts)
+            }
+            Differential::Linear(e) => {
+                let m = p.m(*e);
+                ml::expr(&m)
+            }
+            Differential::Applied(pairs, _) => {
+                let terms: Vec<M> = pairs.iter().map(|&(j, dx)| mexpr::prod(p.m(j), p.m(dx))).collect();
+                let m = if terms.len() == 1 {
+                    terms[0].clone()
+                } else {
+                    M::Add(terms)
+                };
+                ml::expr(&m)
+            }
+        }
     }
 
     /// The names of the intermediates, in order (for tests and front ends).

@@ -47,6 +47,17 @@ impl M {
         matches!(self, M::Num(_))
     }
 
+    /// Whether this contains index notation (a tensor with no matrix form).
+    pub fn has_index(&self) -> bool {
+        match self {
+            M::Index(_) => true,
+            M::Add(v) | M::Prod(v) | M::Had(v) | M::Call(_, v) => v.iter().any(M::has_index),
+            M::Div(a, b) => a.has_index() || b.has_index(),
+            M::T(a) | M::Pow(a, _) | M::Scalar(a) => a.has_index(),
+            _ => false,
+        }
+    }
+
     /// The number of nodes (to bound the size of nested output).
     pub fn size(&self) -> usize {
         1 + match self {

@@ -62,13 +62,14 @@ impl Style {
     };
 }
 
-const P_ADD: u8 = 0;
-const P_MUL: u8 = 1;
-const P_NEG: u8 = 2;
-const P_POW: u8 = 3;
-const P_ATOM: u8 = 5;
+pub(crate) const P_ADD: u8 = 0;
+pub(crate) const P_MUL: u8 = 1;
+pub(crate) const P_NEG: u8 = 2;
+pub(crate) const P_POW: u8 = 3;
+pub(crate) const P_ATOM: u8 = 5;
 
-fn prec(m: &M) -> u8 {
+/// How tightly a construct binds (higher binds tighter); shared with the MathML printer.
+pub(crate) fn prec(m: &M) -> u8 {
     match m {
         M::Add(_) => P_ADD,
         M::Prod(fs) => match fs.first() {
@@ -106,7 +107,7 @@ fn paren(m: &M, s: &Style, min: u8, out: &mut String) {
 }
 
 /// `b^p`, with `p = 1/2` as a square root.
-fn pow_m(b: M, p: f64) -> M {
+pub(crate) fn pow_m(b: M, p: f64) -> M {
     match p {
         1.0 => b,
         0.5 => M::Call("sqrt", vec![b]),
