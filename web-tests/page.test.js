@@ -141,10 +141,12 @@ test("the derivation panel opens", async () => {
   assert.equal(await panel.evaluate((d) => d.open), true);
   const body = page.locator("#explanation");
   assert.ok(await body.isVisible());
-  // Either the steps (MathML from the server) or a note that there are none yet.
-  const hasSteps = (await body.locator("math").count()) > 0;
-  const note = await body.textContent();
-  assert.ok(hasSteps || /No step-by-step derivation/.test(note), note);
+  // The derivation (MathML from the server): the back-substitution ends in the gradient.
+  assert.ok((await body.locator("table.derivation math").count()) >= 10);
+  const steps = await body.textContent();
+  assert.match(steps, /back-substituted/);
+  assert.match(steps, /substitute/);
+  assert.ok((await body.locator("mo", { hasText: ":" }).count()) >= 5, steps);
   await page.close();
 });
 

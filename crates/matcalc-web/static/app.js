@@ -182,9 +182,9 @@ function showResult() {
   $("layout").textContent = notes.join(" · ");
   const ex = state.last.explanation;
   if (ex) {
-    $("explanation").innerHTML = ex.mathml;
+    $("explanation").innerHTML = ex.html;
   } else {
-    $("explanation").replaceChildren(el("p", "muted small", "No step-by-step derivation is available for this result in this version."));
+    $("explanation").replaceChildren(el("p", "muted small", "No step-by-step derivation is available for this result (see the notes)."));
   }
 }
 

@@ -52,7 +52,12 @@ fn derive_headline() {
     assert!(j["forms"]["diag"]["mathml"].as_str().unwrap().contains("<mtable"));
     assert_eq!(j["derivatives"][0]["kind"], "gradient");
     assert_eq!(j["code"].as_array().unwrap().len(), 4);
-    assert!(j["explanation"].is_null());
+    let ex = &j["explanation"];
+    assert!(ex["text"].as_str().unwrap().contains("⇒ ∂f/∂x = −2 W1ᵀ"), "{ex}");
+    assert!(
+        ex["html"].as_str().unwrap().starts_with("<table class=\"derivation\">"),
+        "{ex}"
+    );
     let x = j["variables"]
         .as_array()
         .unwrap()

@@ -319,7 +319,7 @@ pub struct Code {
 }
 
 /// The step-by-step derivation (`derive --explain`) as text, Markdown, LaTeX (one
-/// `aligned` block) and a MathML display (`<math display="block">`).
+/// `aligned` block) and HTML (a table of lines whose formulas are MathML).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Explanation {
     /// Unicode text.
@@ -328,8 +328,8 @@ pub struct Explanation {
     pub markdown: String,
     /// LaTeX.
     pub latex: String,
-    /// MathML.
-    pub mathml: String,
+    /// HTML: `<table class="derivation">`, one row per line, formulas as MathML `<math>`.
+    pub html: String,
 }
 
 /// `POST /api/derive`.
@@ -653,7 +653,7 @@ pub fn derive(req: &DeriveRequest) -> Result<DeriveResponse, ApiError> {
                 text: e.render(F::Text),
                 markdown: e.render(F::Markdown),
                 latex: e.render(F::Latex),
-                mathml: e.render(F::MathMl),
+                html: e.render(F::Html),
             })
         }
         Err(e) => {
@@ -955,8 +955,8 @@ mod tests {
         assert!(r.code.iter().all(|c| c.source.is_some()), "{:?}", r.code);
         let e = r.explanation.as_ref().expect("the headline example is explained");
         assert!(e.text.contains("back-substituted") && e.latex.starts_with("\\begin{aligned}"));
-        roxmltree::Document::parse(&e.mathml).expect("the derivation's MathML is well-formed");
-        assert!(e.mathml.contains("<mo>:</mo>") && e.mathml.contains("<mo>⇒</mo>"));
+        roxmltree::Document::parse(&e.html).expect("the derivation's HTML is well-formed XML");
+        assert!(e.html.contains("<mo>:</mo>") && e.html.contains("<mo>⇒</mo>"));
         let x = r.parsed.variables.iter().find(|v| v.name == "x").unwrap();
         assert_eq!(
             (x.kind.as_str(), x.declared, x.decl.as_str()),

@@ -62,9 +62,9 @@ fn every_case_is_explained_and_every_line_verified() {
             failures.push(format!("{name}: LaTeX: {m}\n{tex}"));
         }
         latex.push(tex);
-        let ml = e.render(Format::MathMl);
-        if let Err(err) = roxmltree::Document::parse(&ml) {
-            failures.push(format!("{name}: MathML not well-formed: {err}"));
+        let html = e.render(Format::Html);
+        if let Err(err) = roxmltree::Document::parse(&html) {
+            failures.push(format!("{name}: HTML/MathML not well-formed: {err}"));
         }
         let md = e.render(Format::Markdown);
         assert!(md.contains("### "), "{name}: markdown has no headings");

@@ -16,8 +16,9 @@ pub enum Format {
     Latex,
     /// Markdown with `$…$` math.
     Markdown,
-    /// One MathML display (`<math display="block">` with a table of rows).
-    MathMl,
+    /// An HTML table, one row per line, each formula a MathML `<math>` element
+    /// (browsers render MathML natively; the table aligns the columns).
+    Html,
 }
 
 /// One printed row: the left side (`a`, `df`, or empty for `=` continuations),
@@ -336,7 +337,7 @@ impl Explanation {
             Format::Text => self.render_text(),
             Format::Latex => self.render_latex(),
             Format::Markdown => self.render_markdown(),
-            Format::MathMl => self.render_mathml(),
+            Format::Html => self.render_html(),
         }
     }
 
@@ -503,19 +504,26 @@ impl Explanation {
         out
     }
 
-    fn render_mathml(&self) -> String {
+    fn render_html(&self) -> String {
         use crate::render::mathml as ml;
         let mut p = Printer::new(self, Style::TEXT);
         let mut rows = Vec::new();
-        let three = |a: String, b: String, note: &str| {
-            let note = if note.is_empty() {
-                String::new()
+        let math = |m: String| {
+            if m.is_empty() {
+                m
             } else {
-                ml::mtext(&format!("  ({note})"))
-            };
-            format!("<mtr><mtd>{a}</mtd><mtd>{b}</mtd><mtd>{note}</mtd></mtr>")
+                format!("<math xmlns=\"http://www.w3.org/1998/Math/MathML\">{m}</math>")
+            }
         };
-        let heading = |t: &str| three(ml::mtext(t), String::new(), "");
+        let three = |a: String, b: String, note: &str| {
+            format!(
+                "<tr><td class=\"lhs\">{}</td><td class=\"rhs\">{}</td><td class=\"why\">{}</td></tr>",
+                math(a),
+                math(b),
+                ml::escape(note)
+            )
+        };
+        let heading = |t: &str| format!("<tr><th colspan=\"3\">{}</th></tr>", ml::escape(t));
         let its = self.intermediates.clone();
         if !its.is_empty() {
             rows.push(heading("Intermediates and their differentials"));
@@ -564,7 +572,14 @@ impl Explanation {
                     continue;
                 }
                 last = rhs.clone();
-                let lhs = if i == 0 { ml::mtext(&p.d_of(k)) } else { String::new() };
+                let lhs = if i == 0 {
+                    match &self.chains[k].of_derivative {
+                        None => ml::mrow(&[ml::mi_upright("d"), ml::name("f")]),
+                        Some(dv) => ml::mrow(&[ml::mi_upright("d"), ml::fenced("(", ml::label(dv, None), ")")]),
+                    }
+                } else {
+                    String::new()
+                };
                 let note = p.reason(&line.reason);
                 rows.push(three(lhs, ml::mrow(&[ml::mo("="), rhs]), &note));
             }
@@ -581,17 +596,22 @@ impl Explanation {
                 ));
             }
         }
-        format!(
-            "<math xmlns=\"http://www.w3.org/1998/Math/MathML\" display=\"block\"><mtable columnalign=\"right left left\">{}</mtable></math>",
-            rows.concat()
-        )
+        format!("<table class=\"derivation\">{}</table>", rows.concat())
     }
 
     fn mathml_differential(&self, p: &mut Printer, d: &Differential) -> String {
         use crate::render::mathml as ml;
         let wrap = |m: &M| {
             let s = ml::expr(m);
-            if matches!(m, M::Add(_) | M::Had(_) | M::Div(..) | M::Prod(_)) {
+            let compound = match m {
+                M::Add(_) | M::Had(_) | M::Div(..) => true,
+                M::Prod(fs) => {
+                    matches!(fs.first(), Some(M::Num(c)) if *c < 0.0)
+                        || fs.iter().any(|f| matches!(f, M::Had(_) | M::Div(..)))
+                }
+                _ => false,
+            };
+            if compound {
                 ml::fenced("(", s, ")")
             } else {
                 s
@@ -606,10 +626,18 @@ impl Explanation {
                         parts.push(ml::mo("+"));
                     }
                     let (gm, dm) = (p.m(g), p.m(dv));
-                    let gs = if matches!(gm, M::Add(_)) {
-                        ml::fenced("(", ml::expr(&gm), ")")
-                    } else {
-                        ml::expr(&gm)
+                    let compound = matches!(gm, M::Add(_) | M::Had(_));
+                    let gs = match &gm {
+                        // 2 (k ⊙ h) : dg
+                        M::Prod(fs)
+                            if fs.len() == 2
+                                && matches!(fs[0], M::Num(_))
+                                && matches!(fs[1], M::Had(_) | M::Div(..)) =>
+                        {
+                            ml::mrow(&[ml::expr(&fs[0]), ml::fenced("(", ml::expr(&fs[1]), ")")])
+                        }
+                        _ if compound => ml::fenced("(", ml::expr(&gm), ")"),
+                        _ => ml::expr(&gm),
                     };
                     parts.push(gs);
                     parts.push(ml::mo(":"));

@@ -39,7 +39,7 @@ fn mi(s: &str) -> String {
 }
 
 /// An identifier that is upright even when it is one letter (`I`, `T`, `Diag`).
-fn mi_upright(s: &str) -> String {
+pub fn mi_upright(s: &str) -> String {
     format!("<mi mathvariant=\"normal\">{}</mi>", escape(s))
 }
 
