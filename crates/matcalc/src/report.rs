@@ -110,7 +110,18 @@ pub fn derive_text(p: &Problem, ds: &[Derivative], form: Form, style: &Style, op
     }
     for (d, res) in ds.iter().zip(&results) {
         match p.tensor_line(d, res) {
-            Some(line) => out.push_str(&format!("{line}\n")),
+            Some(line) => {
+                out.push_str(&format!("{line}\n"));
+                if let Some(k) = render::kron::kronecker(&p.graph, d.id, p.graph.order(p.root), style) {
+                    let of = |w: &str| match p.graph.var_index(w).map(|v| p.graph.vars[v].shape.len()) {
+                        Some(2) => format!("vec({w})"),
+                        _ => w.to_string(),
+                    };
+                    let f = if p.graph.order(p.root) == 2 { "vec(f)" } else { "f" };
+                    let x = d.wrt.iter().map(|w| of(w)).collect::<Vec<_>>().join(", ");
+                    out.push_str(&format!("  in vec form: ∂{f}/∂{x} = {k}   (vec stacks columns)\n"));
+                }
+            }
             None => out.push_str(&format!("{} = {res}\n", d.label(style))),
         }
         if opts.layout {

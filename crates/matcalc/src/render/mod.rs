@@ -1,6 +1,7 @@
 //! Rendering: matrix-notation recovery ([`mexpr`]) and printers ([`print`]), in
 //! nested, cascade and Diag forms.
 
+pub mod kron;
 pub mod mathml;
 pub mod mexpr;
 pub mod print;
