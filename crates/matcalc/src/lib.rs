@@ -9,8 +9,10 @@ pub use error::{Error, ErrorKind, Result};
 pub mod codegen;
 pub mod diff;
 pub mod ir;
+pub mod plan;
 pub mod problem;
 pub mod render;
 pub mod typing;
 
+pub use plan::{compile, Compiled};
 pub use problem::{Derivative, Problem};
