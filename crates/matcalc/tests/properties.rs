@@ -1912,7 +1912,7 @@ fn plan_vs_interpreter(c: &Case, compared: &AtomicUsize) -> Result<(), String> {
     }
     let wrt = p.occurring[c.wrt_pick % p.occurring.len()].clone();
     let order = if c.hessian && p.graph.order(p.root) == 0 { 2 } else { 1 };
-    let Ok(ds) = p.derive(&[wrt.clone()], order) else {
+    let Ok(ds) = p.derive(std::slice::from_ref(&wrt), order) else {
         return Ok(());
     };
     let mut roots = vec![p.root];
