@@ -5,7 +5,7 @@ mod report;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use matcalc::codegen;
 use matcalc::error::{Error, ErrorKind, Origin};
-use matcalc::eval::{check, interp, values, Tensor};
+use matcalc::eval::{check, values, Tensor};
 use matcalc::render::{self, print::Style, Form};
 use matcalc::syntax::latex::{self, LatexProblem};
 use matcalc::Problem;
@@ -119,6 +119,11 @@ struct EvalArgs {
     /// Print {"value": …, "derivatives": {…}}.
     #[arg(long)]
     json: bool,
+    /// Evaluate N times (for benchmarking): print the result once and, on
+    /// standard error, the median and mean time per evaluation (of the N − 1
+    /// after the first, which also compiles the plan).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    repeat: u64,
 }
 
 #[derive(Args)]
@@ -414,19 +419,16 @@ fn read_values(at: &[String]) -> Result<Vec<(String, Tensor)>, Failure> {
     Ok(out)
 }
 
-fn eval(a: EvalArgs) -> CmdResult {
-    let (expr, decls, tex) = read_input(&a.input)?;
-    let vals = read_values(&a.at)?;
-    let dims = parse_dims(&a.dims)?;
-    // Names without declarations take their shapes from their values.
-    let declared = matcalc::syntax::parse_decls(&decls).map_err(|e| Failure {
+/// Declarations for names without one, from their values' shapes (`skip`: leave these to inference).
+fn value_decls(decls: &str, vals: &[(String, Tensor)], skip: &[String]) -> Result<String, Failure> {
+    let declared = matcalc::syntax::parse_decls(decls).map_err(|e| Failure {
         error: Box::new(e.with_origin(Origin::Decls)),
-        expr: expr.clone(),
-        decls: decls.clone(),
+        expr: String::new(),
+        decls: decls.to_string(),
     })?;
-    let mut all_decls = decls.clone();
-    for (n, t) in &vals {
-        if declared.iter().any(|d| d.name == *n) {
+    let mut all_decls = decls.to_string();
+    for (n, t) in vals {
+        if declared.iter().any(|d| d.name == *n) || skip.contains(n) {
             continue;
         }
         let d = match t.shape() {
@@ -448,27 +450,62 @@ fn eval(a: EvalArgs) -> CmdResult {
         }
         all_decls.push_str(&d);
     }
-    let mut p = problem(&expr, &all_decls, tex.as_ref())?;
+    Ok(all_decls)
+}
+
+/// A batched evaluation: the one `--wrt` variable whose value has an extra
+/// leading axis, and the problem typed with its per-point shape.
+fn batched_problem(
+    expr: &str,
+    decls: &str,
+    tex: Option<&LatexProblem>,
+    vals: &[(String, Tensor)],
+    wrt: &[String],
+) -> Option<(Problem, String, String)> {
+    if wrt.is_empty() {
+        return None;
+    }
+    let all = value_decls(decls, vals, wrt).ok()?;
+    let p = problem(expr, &all, tex).ok()?;
+    let mut hits = wrt.iter().filter(|w| {
+        let order = p.graph.var_index(w).map(|i| p.graph.vars[i].shape.len());
+        let given = vals.iter().find(|(n, _)| n == *w).map(|(_, t)| t.order());
+        matches!((order, given), (Some(o), Some(g)) if g == o + 1)
+    });
+    let v = hits.next()?.clone();
+    if hits.next().is_some() {
+        return None;
+    }
+    Some((p, all, v))
+}
+
+fn eval(a: EvalArgs) -> CmdResult {
+    let (expr, decls, tex) = read_input(&a.input)?;
+    let vals = read_values(&a.at)?;
+    let dims = parse_dims(&a.dims)?;
+    let (mut p, all_decls, batched) = match batched_problem(&expr, &decls, tex.as_ref(), &vals, &a.wrt) {
+        Some((p, all, v)) => (p, all, Some(v)),
+        None => {
+            // Names without declarations take their shapes from their values.
+            let all = value_decls(&decls, &vals, &[]).map_err(|mut f| {
+                f.expr = expr.clone();
+                f
+            })?;
+            (problem(&expr, &all, tex.as_ref())?, all, None)
+        }
+    };
     let err = with_src(&expr, &all_decls);
     let ds = if a.wrt.is_empty() {
         Vec::new()
     } else {
         p.derive(&a.wrt, a.order).map_err(&err)?
     };
-    let g = &p.graph;
-    let mut var_values: Vec<Option<Tensor>> = vec![None; g.vars.len()];
-    for (n, t) in vals {
-        match g.var_index(&n) {
-            Some(i) if p.occurring.contains(&n) => var_values[i] = Some(t),
+    let mut used: Vec<(&str, &Tensor)> = Vec::new();
+    for (n, t) in &vals {
+        match p.graph.var_index(n) {
+            Some(_) if p.occurring.contains(n) => used.push((n.as_str(), t)),
             _ => eprintln!("warning: `{n}` is not used by the expression; ignored"),
         }
-    }
-    let dimv = interp::bind_dims(g, &var_values, &dims).map_err(&err)?;
-    let mut roots = vec![p.root];
-    roots.extend(ds.iter().map(|d| d.id));
-    let out = interp::evaluate(g, &roots, p.root, &var_values, &dimv).map_err(&err)?;
-    for w in &out.warnings {
-        eprintln!("warning: {w}");
     }
     // A derivative is keyed by its variable; a mixed one by its variables, comma-separated.
     let keys: Vec<String> = ds
@@ -481,17 +518,66 @@ fn eval(a: EvalArgs) -> CmdResult {
             }
         })
         .collect();
+    let mut compiled = matcalc::Compiled::new(p, ds);
+    compiled.set_dims(&dims);
+    let mut times = Vec::with_capacity(a.repeat as usize);
+    let run = |c: &mut matcalc::Compiled| match &batched {
+        Some(v) => c.eval_batch(&used, v).map(|_| ()),
+        None => c.eval(&used).map(|_| ()),
+    };
+    // The first evaluation binds the sizes and lowers the plan; time the others.
+    run(&mut compiled).map_err(&err)?;
+    for _ in 1..a.repeat {
+        let t0 = std::time::Instant::now();
+        let r = run(&mut compiled);
+        times.push(t0.elapsed().as_secs_f64());
+        r.map_err(&err)?;
+    }
+    let out = match &batched {
+        Some(v) => compiled.eval_batch(&used, v),
+        None => compiled.eval(&used),
+    }
+    .map_err(&err)?;
+    for w in out.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let value = out.value().to_tensor();
+    let derivs: Vec<Tensor> = (0..out.len()).map(|i| out.derivative(i).to_tensor()).collect();
     if a.json {
-        let mut derivs = serde_json::Map::new();
-        for (k, t) in keys.iter().zip(&out.values[1..]) {
-            derivs.insert(k.clone(), values::tensor_to_json(t));
+        let mut dj = serde_json::Map::new();
+        for (k, t) in keys.iter().zip(&derivs) {
+            dj.insert(k.clone(), values::tensor_to_json(t));
         }
-        let v = serde_json::json!({"value": values::tensor_to_json(&out.values[0]), "derivatives": derivs});
+        let v = serde_json::json!({"value": values::tensor_to_json(&value), "derivatives": dj});
         println!("{v}");
     } else {
-        print!("{}", report::value_table(&out.values[0], &keys, &out.values[1..], &ds));
+        print!(
+            "{}",
+            report::value_table(&value, &keys, &derivs, compiled.derivatives())
+        );
+    }
+    if a.repeat > 1 && !times.is_empty() {
+        eprintln!("{}", timing_line(&mut times, batched.is_some()));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `eval --repeat`: median and mean seconds per evaluation.
+fn timing_line(times: &mut [f64], batched: bool) -> String {
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    let median = if n % 2 == 1 {
+        times[n / 2]
+    } else {
+        (times[n / 2 - 1] + times[n / 2]) / 2.0
+    };
+    let mean = times.iter().sum::<f64>() / n as f64;
+    format!(
+        "timing: {n} {}evaluations, median {:.3} µs, mean {:.3} µs per evaluation",
+        if batched { "batched " } else { "" },
+        median * 1e6,
+        mean * 1e6
+    )
 }
 
 fn check_cmd(a: CheckArgs) -> CmdResult {
