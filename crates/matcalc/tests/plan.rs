@@ -250,6 +250,23 @@ fn plan_reports_the_interpreters_errors() {
     assert!((c.eval(&[("X", &y)]).unwrap().value().data[0] - 3f64.ln()).abs() < 1e-12);
     let e = c.eval(&[]).unwrap_err();
     assert!(e.message.contains("no value given for `X`"), "{}", e.message);
+    // Non-finite inputs: the interpreter's error whether or not a product exposes them.
+    for (expr, decl) in [
+        ("sum(relu(A*x))", "A: matrix(m, n)"),
+        ("sum(exp(-x))", ""),
+        ("sum(relu(x))", ""),
+        ("x'*x", ""),
+    ] {
+        let mut c = matcalc::compile(expr, decl, &["x"], 1).unwrap();
+        let a = Tensor::from_vec(vec![2, 2], vec![1.0, 0.0, 0.0, 1.0]).unwrap();
+        let ok = Tensor::from_vec(vec![2], vec![1.0, 2.0]).unwrap();
+        assert!(c.eval(&[("A", &a), ("x", &ok)]).is_ok());
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let x = Tensor::from_vec(vec![2], vec![1.0, bad]).unwrap();
+            let e = c.eval(&[("A", &a), ("x", &x)]).unwrap_err();
+            assert!(e.message.contains("not finite"), "{expr} at {bad}: {}", e.message);
+        }
+    }
     let z = Tensor::from_vec(vec![3], vec![1.0, 2.0, 3.0]).unwrap();
     assert_eq!(c.eval(&[("X", &z)]).unwrap_err().kind, matcalc::ErrorKind::Value);
     assert_eq!(

@@ -42,6 +42,59 @@ pub(crate) struct Lowered {
     pub warn_sites: Vec<String>,
     /// Site numbers in the interpreter's (topological) order.
     pub warn_order: Vec<usize>,
+    /// Variables whose values must be checked for finiteness before the run:
+    /// those no step is sure to expose (see [`covered`]).
+    pub check_vars: Vec<u32>,
+}
+
+/// Variables read by a step that turns any non-finite entry of them into a
+/// non-finite, checked result: a checked matrix product (every entry enters a
+/// sum of products, and `±∞·0` is NaN), or a fused loop whose first op on the
+/// variable propagates NaN and ±∞ (`+`, `·`, sin, cos, tan, abs, log, asin,
+/// acos, positive powers). Their values need no separate check: if one is not
+/// finite, the run fails and the interpreter reports it.
+fn covered(steps: &[Step]) -> FxHashSet<u32> {
+    let mut out = FxHashSet::default();
+    for s in steps {
+        match s {
+            Step::Gemm(g) if g.check && g.m > 0 && g.n > 0 && g.k > 0 => {
+                for src in [g.a, g.b] {
+                    if let Src::Var(v) = src {
+                        out.insert(v);
+                    }
+                }
+            }
+            Step::Fused(f) => {
+                for (i, op) in f.ops.iter().enumerate() {
+                    let Op::Load(l) = *op else { continue };
+                    let Src::Var(v) = f.leaves[l as usize].src else {
+                        continue;
+                    };
+                    let r = Arg::R(i as u16);
+                    let propagates = f.ops[i + 1..].iter().zip(&f.checked[i + 1..]).any(|(o, _)| match *o {
+                        Op::Add(a, b) | Op::Mul(a, b) => a == r || b == r,
+                        Op::Map { f, a, .. } => {
+                            a == i as u16
+                                && matches!(
+                                    f,
+                                    Func::Sin | Func::Cos | Func::Tan | Func::Abs | Func::Log | Func::Asin | Func::Acos
+                                )
+                        }
+                        Op::Pow { a, p, .. } => a == i as u16 && p > 0.0,
+                        _ => false,
+                    });
+                    // The op reading the load must itself lead to a checked op:
+                    // every node op is checked except the inner terms of a sum,
+                    // which feed the (checked) last term.
+                    if propagates {
+                        out.insert(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Where a node's entries are: a source and a stride per axis (batch axis first).
@@ -816,6 +869,16 @@ impl<'g> Lowerer<'g> {
                 bufs[val_buf[v] as usize][..init.len()].copy_from_slice(init);
             }
         }
+        let covered = covered(&self.steps);
+        let mut check_vars: Vec<u32> = self
+            .info
+            .keys()
+            .filter_map(|&id| match self.g.node(id) {
+                Node::Var(v) if !covered.contains(v) => Some(*v),
+                _ => None,
+            })
+            .collect();
+        check_vars.sort_unstable();
         let mut warn_order: Vec<usize> = (0..self.warn_sites.len()).collect();
         warn_order.sort_by_key(|&i| self.warn_sites[i].0);
         let program = Program {
@@ -836,6 +899,7 @@ impl<'g> Lowerer<'g> {
             roots,
             warn_sites: self.warn_sites.into_iter().map(|(_, m)| m).collect(),
             warn_order,
+            check_vars,
         }
     }
 }

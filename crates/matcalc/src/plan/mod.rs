@@ -39,6 +39,7 @@
 
 mod lower;
 mod program;
+mod vmath;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::eval::interp::{self, bind_dims};
@@ -349,17 +350,21 @@ impl Compiled {
     /// interpreter require), without allocating.
     fn inputs_ok(&self, values: &[(&str, &Tensor)], batch: Option<(u32, usize)>) -> bool {
         let g = &self.problem.graph;
-        self.used.iter().all(|&v| {
-            let t = values[self.var_pos[v as usize]].1;
-            if !program::all_finite(t.data()) {
-                return false;
-            }
+        let spec = self.spec.as_ref().expect("specialized");
+        let finite = spec
+            .lowered
+            .check_vars
+            .iter()
+            .all(|&v| program::all_finite(values[self.var_pos[v as usize]].1.data()));
+        let symmetric_ok = self.used.iter().all(|&v| {
             if !g.vars[v as usize].symmetric {
                 return true;
             }
+            let t = values[self.var_pos[v as usize]].1;
             let n = *t.shape().last().unwrap_or(&0);
             t.data().chunks(n * n).all(|d| symmetric(d, n))
-        }) && batch.is_none_or(|(b, _)| self.var_pos[b as usize] != usize::MAX)
+        });
+        finite && symmetric_ok && batch.is_none_or(|(b, _)| self.var_pos[b as usize] != usize::MAX)
     }
 
     /// The interpreter's error for values at which the program failed.

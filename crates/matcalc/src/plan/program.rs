@@ -156,11 +156,18 @@ pub(crate) struct Program {
     pub bad_constant: bool,
 }
 
-/// Whether every entry is finite (branch-free, so it vectorizes).
+/// Whether every entry is finite: `v·0` is 0 for finite `v` and NaN
+/// otherwise; eight independent sums so the loop vectorizes.
 pub(crate) fn all_finite(x: &[f64]) -> bool {
-    x.iter()
-        .fold(0u64, |acc, v| acc | u64::from((v.to_bits() >> 52) & 0x7ff == 0x7ff))
-        == 0
+    let mut acc = [0.0f64; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v * 0.0;
+        }
+    }
+    let rest: f64 = chunks.remainder().iter().map(|v| v * 0.0).sum();
+    acc.iter().sum::<f64>() + rest == 0.0
 }
 
 /// Values of the variables, by variable index.
@@ -393,11 +400,11 @@ fn map_with(x: &[f64], dst: &mut [f64], g: impl Fn(f64) -> f64) {
 /// `dst = f(x)`, with the common functions in their own loops.
 fn map_chunk(f: Func, x: &[f64], dst: &mut [f64]) {
     match f {
-        Func::Sin => map_with(x, dst, f64::sin),
-        Func::Cos => map_with(x, dst, f64::cos),
-        Func::Exp => map_with(x, dst, f64::exp),
+        Func::Sin => super::vmath::sin(x, dst),
+        Func::Cos => super::vmath::cos(x, dst),
+        Func::Exp => super::vmath::exp(x, dst),
         Func::Log => map_with(x, dst, f64::ln),
-        Func::Tanh => map_with(x, dst, f64::tanh),
+        Func::Tanh => super::vmath::tanh(x, dst),
         Func::Abs => map_with(x, dst, f64::abs),
         Func::Relu => map_with(x, dst, |v| v.max(0.0)),
         other => map_with(x, dst, |v| other.apply(v)),
