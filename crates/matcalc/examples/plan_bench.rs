@@ -94,6 +94,9 @@ fn main() {
             };
             let v = run(&mut c);
             let first = t1.elapsed().as_secs_f64();
+            if args.iter().any(|a| a == "--show-plan") {
+                eprint!("{}", c.plan_summary());
+            }
             let (t, all) = time(
                 || {
                     std::hint::black_box(run(&mut c));

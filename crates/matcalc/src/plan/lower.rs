@@ -542,9 +542,27 @@ impl<'g> Lowerer<'g> {
         self.ew(id, &mut f);
         let len: usize = shape.iter().product();
         let out = self.new_val(len);
-        let mut sets = vec![row_major(&shape)];
-        sets.extend(f.leaves.iter().map(|l| l.strides.clone()));
-        let (sh, st) = simplify(&shape, &sets);
+        // Write the result in the memory order of its largest input (a
+        // transposed operand is then read contiguously; consumers take the
+        // result's strides as they come).
+        let rank = shape.len();
+        let mut perm: Vec<usize> = (0..rank).collect();
+        if let Some(big) = f
+            .leaves
+            .iter()
+            .max_by_key(|l| l.strides.iter().zip(&shape).filter(|(&s, &e)| s != 0 && e > 1).count())
+        {
+            perm.sort_by_key(|&t| std::cmp::Reverse(big.strides[t]));
+        }
+        let pshape: Vec<usize> = perm.iter().map(|&t| shape[t]).collect();
+        let prm = row_major(&pshape);
+        let mut out_strides = vec![0; rank];
+        for (i, &t) in perm.iter().enumerate() {
+            out_strides[t] = prm[i];
+        }
+        let mut sets = vec![prm];
+        sets.extend(f.leaves.iter().map(|l| perm.iter().map(|&t| l.strides[t]).collect()));
+        let (sh, st) = simplify(&pshape, &sets);
         for (leaf, s) in f.leaves.iter_mut().zip(&st[1..]) {
             leaf.strides = s.clone();
         }
@@ -552,7 +570,10 @@ impl<'g> Lowerer<'g> {
         f.out = out;
         self.max_ops = self.max_ops.max(f.ops.len());
         self.steps.push(Step::Fused(f));
-        self.contiguous(Src::Val(out), &shape)
+        Stor {
+            src: Src::Val(out),
+            strides: out_strides,
+        }
     }
 
     fn push(f: &mut Fused, op: Op, checked: bool) -> u16 {
@@ -632,12 +653,13 @@ impl<'g> Lowerer<'g> {
             let s = self.fused(c);
             self.stor.insert(c, s);
         }
+        let mut acc = self.access(parent, c, second);
+        let summed = matches!(self.g.node(parent), Node::Mul(..)) && acc.iter().flatten().count() < self.shape(c).len();
         match self.g.node(c) {
-            Node::Const(k) | Node::Fill(k, _) => return Arg::K(k.get()),
+            Node::Const(k) | Node::Fill(k, _) if !summed => return Arg::K(k.get()),
             _ => {}
         }
         let mut stor = self.stor[&c].clone();
-        let mut acc = self.access(parent, c, second);
         // Labels of the child that the parent sums over: sum them out first.
         if let Node::Mul(..) = self.g.node(parent) {
             let (la, lb, lo) = self.mul_labels(parent);
@@ -772,23 +794,68 @@ impl<'g> Lowerer<'g> {
         self.contiguous(Src::Val(v), &shape)
     }
 
-    /// Whether the product `id = Σ_k a[k, i]·b[k, j]` is `Xᵀ·Diag(v)·X`: `b`
-    /// is `a` scaled along the contracted label (or the other way round), so
-    /// the result is symmetric and only its lower half needs computing.
+    /// Whether the product `id` is `Xᵀ·Diag(v)·X` (summed over X's axes
+    /// labelled in `kk`): one operand is the node X, the other a product of X
+    /// (read the same way along the contracted axes) by a `v` that only has
+    /// contracted axes. The result is then a symmetric matrix: only its lower
+    /// half is computed (a symmetric rank-k update), then mirrored.
     #[allow(clippy::too_many_arguments)]
     fn symmetric_product(
         &self,
-        _id: Id,
-        _a: Id,
-        _b: Id,
-        _m: usize,
-        _n: usize,
-        _fa: &[u8],
-        _fb: &[u8],
-        _kk: &[u8],
-        _batch: &[u8],
+        id: Id,
+        a: Id,
+        b: Id,
+        m: usize,
+        n: usize,
+        fa: &[u8],
+        fb: &[u8],
+        kk: &[u8],
+        batch: &[u8],
     ) -> bool {
-        false
+        if m != n || m < 2 || !batch.is_empty() || fa.len() != fb.len() {
+            return false;
+        }
+        let (la, lb, _) = self.mul_labels(id);
+        self.scaled_twin(a, &la, b, &lb, fa, fb, kk) || self.scaled_twin(b, &lb, a, &la, fb, fa, kk)
+    }
+
+    /// `y` (labels `ly` in the product) is `x` (labels `lx`) times a `v` over
+    /// contracted labels only, with `x`'s free axes mapping `fx[i] ↔ fy[i]`.
+    #[allow(clippy::too_many_arguments)]
+    fn scaled_twin(&self, x: Id, lx: &[u8], y: Id, ly: &[u8], fx: &[u8], fy: &[u8], kk: &[u8]) -> bool {
+        let Node::Mul(p, q, s1, s2, s3) = self.g.node(y) else {
+            return false;
+        };
+        if self.batched(y) || !self.mul_is_elementwise(y) {
+            return false;
+        }
+        let (inner, li, v, lv) = if *p == x {
+            (*p, s1, *q, s2)
+        } else if *q == x {
+            (*q, s2, *p, s1)
+        } else {
+            return false;
+        };
+        let _ = (inner, v);
+        // Y's own label → the product's label for that axis of Y.
+        let outer = |l: u8| -> Option<u8> { s3.iter().position(|&m| m == l).map(|p| ly[p]) };
+        // v only along contracted axes.
+        if !lv.iter().all(|&l| outer(l).is_some_and(|o| kk.contains(&o))) {
+            return false;
+        }
+        // X's axis t: label lx[t] directly, outer(li[t]) through Y.
+        let mut pairs = Vec::new();
+        for (t, &l) in lx.iter().enumerate() {
+            let Some(o) = outer(li[t]) else { return false };
+            if kk.contains(&l) != kk.contains(&o) || (kk.contains(&l) && l != o) {
+                return false;
+            }
+            if !kk.contains(&l) {
+                pairs.push((l, o));
+            }
+        }
+        // Free axes pair up in order: fx[i] with fy[i].
+        pairs.len() == fx.len() && fx.iter().zip(fy).all(|(f, g)| pairs.contains(&(*f, *g)))
     }
 
     fn finish(self, roots: Vec<RootOut>) -> Lowered {

@@ -172,6 +172,14 @@ impl Compiled {
         }
     }
 
+    /// The program of the last evaluation, one step per line (empty before
+    /// the first): fused loops, products (symmetric ones marked), sums, copies.
+    pub fn plan_summary(&self) -> String {
+        self.spec
+            .as_ref()
+            .map_or_else(String::new, |s| s.lowered.program.summary())
+    }
+
     /// Sizes for dimension symbols that no value determines (`--dim n=3`).
     pub fn set_dims(&mut self, dims: &[(String, usize)]) {
         self.explicit_dims = dims.to_vec();

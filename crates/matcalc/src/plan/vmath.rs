@@ -13,34 +13,72 @@
 
 use pulp::Arch;
 
+/// One of the vectorized functions over a slice, run under `pulp`'s dispatch
+/// (so the loop is compiled for the CPU's vector extensions).
+struct Apply<'a> {
+    which: Which,
+    x: &'a [f64],
+    dst: &'a mut [f64],
+}
+
+#[derive(Clone, Copy)]
+enum Which {
+    Sin,
+    Cos,
+    Exp,
+    Tanh,
+}
+
+impl pulp::WithSimd for Apply<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let (x, dst) = (self.x, self.dst);
+        match self.which {
+            Which::Sin => sincos_loop::<false>(x, dst),
+            Which::Cos => sincos_loop::<true>(x, dst),
+            Which::Exp => dst.iter_mut().zip(x).for_each(|(d, &v)| *d = exp_kernel(v)),
+            Which::Tanh => dst.iter_mut().zip(x).for_each(|(d, &v)| *d = tanh_kernel(v)),
+        }
+    }
+}
+
 /// `dst[i] = x[i].sin()`.
 pub(crate) fn sin(x: &[f64], dst: &mut [f64]) {
-    Arch::new().dispatch(|| sincos_loop::<false>(x, dst));
+    Arch::new().dispatch(Apply {
+        which: Which::Sin,
+        x,
+        dst: &mut *dst,
+    });
     fix_up(x, dst, |v| v.abs() <= TRIG_MAX, f64::sin);
 }
 
 /// `dst[i] = x[i].cos()`.
 pub(crate) fn cos(x: &[f64], dst: &mut [f64]) {
-    Arch::new().dispatch(|| sincos_loop::<true>(x, dst));
+    Arch::new().dispatch(Apply {
+        which: Which::Cos,
+        x,
+        dst: &mut *dst,
+    });
     fix_up(x, dst, |v| v.abs() <= TRIG_MAX, f64::cos);
 }
 
 /// `dst[i] = x[i].exp()`.
 pub(crate) fn exp(x: &[f64], dst: &mut [f64]) {
-    Arch::new().dispatch(|| {
-        for (d, &v) in dst.iter_mut().zip(x) {
-            *d = exp_kernel(v);
-        }
+    Arch::new().dispatch(Apply {
+        which: Which::Exp,
+        x,
+        dst: &mut *dst,
     });
     fix_up(x, dst, |v| v > EXP_MIN && v < EXP_MAX, f64::exp);
 }
 
 /// `dst[i] = x[i].tanh()`.
 pub(crate) fn tanh(x: &[f64], dst: &mut [f64]) {
-    Arch::new().dispatch(|| {
-        for (d, &v) in dst.iter_mut().zip(x) {
-            *d = tanh_kernel(v);
-        }
+    Arch::new().dispatch(Apply {
+        which: Which::Tanh,
+        x,
+        dst: &mut *dst,
     });
     fix_up(x, dst, f64::is_finite, f64::tanh);
 }
