@@ -532,13 +532,22 @@ fn run_gemm(g: &Gemm, out: &mut [f64], get: &Reader<'_, '_>) -> bool {
             false
         };
         if !done {
-            let av = view(a, oa, m, k, g.a_s);
-            let bv = view(b, ob, k, n, g.b_s);
-            let max = oc as isize + (m as isize - 1) * g.c_s.0 + (n as isize - 1) * g.c_s.1;
+            // faer works best writing column-major results: for a row-major C
+            // compute Cᵀ = Bᵀ·Aᵀ instead (the same memory, strides swapped;
+            // faer's triangular product measured faster the other way).
+            let (m, n, (a, oa, a_s), (b, ob, b_s), c_s) = if !g.sym && g.c_s.1.abs() < g.c_s.0.abs() {
+                let t = |s: (isize, isize)| (s.1, s.0);
+                (n, m, (b, ob, t(g.b_s)), (a, oa, t(g.a_s)), t(g.c_s))
+            } else {
+                (m, n, (a, oa, g.a_s), (b, ob, g.b_s), g.c_s)
+            };
+            let av = view(a, oa, m, k, a_s);
+            let bv = view(b, ob, k, n, b_s);
+            let max = oc as isize + (m as isize - 1) * c_s.0 + (n as isize - 1) * c_s.1;
             assert!(max < out.len() as isize, "gemm output out of bounds");
             // SAFETY: in bounds (checked above); the output does not alias the inputs
             // (the program gives every value written by a step its own buffer).
-            let cv = unsafe { MatMut::from_raw_parts_mut(out.as_mut_ptr().add(oc), m, n, g.c_s.0, g.c_s.1) };
+            let cv = unsafe { MatMut::from_raw_parts_mut(out.as_mut_ptr().add(oc), m, n, c_s.0, c_s.1) };
             if g.sym {
                 triangular::matmul(
                     cv,
@@ -553,8 +562,8 @@ fn run_gemm(g: &Gemm, out: &mut [f64], get: &Reader<'_, '_>) -> bool {
                 );
                 for i in 0..m {
                     for j in i + 1..n {
-                        let lo = oc as isize + j as isize * g.c_s.0 + i as isize * g.c_s.1;
-                        let up = oc as isize + i as isize * g.c_s.0 + j as isize * g.c_s.1;
+                        let lo = oc as isize + j as isize * c_s.0 + i as isize * c_s.1;
+                        let up = oc as isize + i as isize * c_s.0 + j as isize * c_s.1;
                         out[up as usize] = out[lo as usize];
                     }
                 }
