@@ -220,8 +220,18 @@ pub(crate) fn lower(
             }
         }
     }
+    // Products consumed only by a trace are computed inside it.
+    let absorbed: FxHashSet<Id> = order
+        .iter()
+        .filter(|&&id| matches!(g.node(id), Node::Mul(..)) && !lw.mul_is_elementwise(id))
+        .filter_map(|&id| {
+            lw.trace_of_product(id)?;
+            let Node::Mul(a, b, ..) = *g.node(id) else { return None };
+            Some(if matches!(g.node(b), Node::Delta(_)) { a } else { b })
+        })
+        .collect();
     for &id in &order {
-        if !lw.inline.contains(&id) {
+        if !lw.inline.contains(&id) && !absorbed.contains(&id) {
             lw.lower_node(id);
         }
     }
@@ -682,10 +692,65 @@ impl<'g> Lowerer<'g> {
     // -----------------------------------------------------------------------
 
     fn product(&mut self, id: Id) -> Stor {
+        if let Some((p, q, lp, lq, lo)) = self.trace_of_product(id) {
+            return self.product_of(id, p, q, lp, lq, lo, false);
+        }
         let Node::Mul(a, b, ..) = *self.g.node(id) else {
             unreachable!("product of a product")
         };
         let (la, lb, lo) = self.mul_labels(id);
+        self.product_of(id, a, b, la, lb, lo, true)
+    }
+
+    /// A trace (or partial trace) of a product, `Σ δ[x,y]·(P·Q)[…x…y…]`,
+    /// as one product of `P` and `Q` with `y` renamed `x`: `tr(A·B)` is then
+    /// a dot product instead of a matrix product followed by a trace. The
+    /// inner product must be used only here. Returns `P`, `Q` and the labels.
+    #[allow(clippy::type_complexity)]
+    fn trace_of_product(&self, id: Id) -> Option<(Id, Id, Vec<u8>, Vec<u8>, Vec<u8>)> {
+        let Node::Mul(a, b, ..) = *self.g.node(id) else {
+            return None;
+        };
+        let (la, lb, lo) = self.mul_labels(id);
+        let (m, lm, ld) = match (self.g.node(a), self.g.node(b)) {
+            (_, Node::Delta(_)) => (a, la, lb),
+            (Node::Delta(_), _) => (b, lb, la),
+            _ => return None,
+        };
+        let (x, y) = (ld[0], ld[1]);
+        if !lm.contains(&x) || !lm.contains(&y) || lo.contains(&x) || lo.contains(&y) {
+            return None;
+        }
+        if !matches!(self.g.node(m), Node::Mul(..)) || self.uses[&m] != 1 || self.roots.contains(&m) {
+            return None;
+        }
+        let Node::Mul(p, q, ..) = *self.g.node(m) else {
+            return None;
+        };
+        if p == q || self.mul_is_elementwise(m) {
+            return None;
+        }
+        let (lp, lq, lmo) = self.mul_labels(m);
+        let (mx, my) = (lmo[pos(&lm, x)], lmo[pos(&lm, y)]);
+        if (lp.contains(&mx) && lp.contains(&my)) || (lq.contains(&mx) && lq.contains(&my)) {
+            return None;
+        }
+        let rename = |l: &[u8]| -> Vec<u8> { l.iter().map(|&k| if k == my { mx } else { k }).collect() };
+        let out: Vec<u8> = lo.iter().map(|&l| lmo[pos(&lm, l)]).collect();
+        Some((p, q, rename(&lp), rename(&lq), out))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn product_of(
+        &mut self,
+        id: Id,
+        a: Id,
+        b: Id,
+        la: Vec<u8>,
+        lb: Vec<u8>,
+        lo: Vec<u8>,
+        may_be_symmetric: bool,
+    ) -> Stor {
         let shape = self.shape(id).to_vec();
         let ext = |l: u8, me: &Self| -> usize {
             match la.iter().position(|&m| m == l) {
@@ -770,7 +835,7 @@ impl<'g> Lowerer<'g> {
             .collect();
         let len: usize = shape.iter().product();
         let c_val = self.new_val(len);
-        let sym = self.symmetric_product(id, a, b, m, n, &fa, &fb, &kk, &batch);
+        let sym = may_be_symmetric && self.symmetric_product(id, a, b, m, n, &fa, &fb, &kk, &batch);
         self.steps.push(Step::Gemm(Gemm {
             a: sa.src,
             b: sb.src,
