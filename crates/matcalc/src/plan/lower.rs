@@ -177,12 +177,18 @@ struct Lowerer<'g> {
     lu_sizes: Vec<usize>,
     max_ops: usize,
     bad_constant: bool,
+    /// Nodes whose value is a symmetric matrix.
+    known_symmetric: FxHashSet<Id>,
 }
 
 /// Lower `roots` at the sizes `dims`; `batch` gives the batched variable and B.
+/// `symmetric` lists roots known to be symmetric matrices (Hessians by a
+/// vector): products computing them (up to a scalar factor) compute only
+/// their lower half.
 pub(crate) fn lower(
     g: &Graph,
     roots: &[Id],
+    symmetric: &[Id],
     primal: Id,
     dims: &DimValues,
     batch: Option<(u32, usize)>,
@@ -205,7 +211,13 @@ pub(crate) fn lower(
         lu_sizes: Vec::new(),
         max_ops: 1,
         bad_constant: false,
+        known_symmetric: FxHashSet::default(),
     };
+    if batch.is_none() {
+        for &r in symmetric {
+            lw.mark_symmetric(r);
+        }
+    }
     for &id in &order {
         g.node(id).for_each_child(|c| *lw.uses.entry(c).or_default() += 1);
         let info = lw.info_of(id)?;
@@ -252,6 +264,23 @@ impl<'g> Lowerer<'g> {
                     "give it with --dim {name}=…, or give a value for a variable that has it"
                 ))
             }),
+        }
+    }
+
+    /// `id` is a symmetric matrix; so is `M` in `id = c·M` (c a scalar) and in
+    /// `id = Mᵀ`.
+    fn mark_symmetric(&mut self, id: Id) {
+        let mut cur = id;
+        loop {
+            if self.g.order(cur) != 2 || !self.known_symmetric.insert(cur) {
+                return;
+            }
+            cur = match self.g.node(cur) {
+                Node::Mul(a, b, s1, s2, _) if s1.is_empty() && self.g.order(*b) == 2 && s2.len() == 2 => *b,
+                Node::Mul(a, b, s1, s2, _) if s2.is_empty() && self.g.order(*a) == 2 && s1.len() == 2 => *a,
+                Node::Reindex(a, ia, o) if ia.len() == o.len() => *a,
+                _ => return,
+            };
         }
     }
 
@@ -835,7 +864,9 @@ impl<'g> Lowerer<'g> {
             .collect();
         let len: usize = shape.iter().product();
         let c_val = self.new_val(len);
-        let sym = may_be_symmetric && self.symmetric_product(id, a, b, m, n, &fa, &fb, &kk, &batch);
+        let sym = may_be_symmetric
+            && (self.symmetric_product(id, a, b, m, n, &fa, &fb, &kk, &batch)
+                || (self.known_symmetric.contains(&id) && m == n && m > 1 && batch.is_empty() && fa.len() == 1));
         self.steps.push(Step::Gemm(Gemm {
             a: sa.src,
             b: sb.src,

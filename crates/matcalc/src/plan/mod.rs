@@ -338,7 +338,14 @@ impl Compiled {
             vals[b as usize] = Some(Tensor::zeros(&t.shape()[1..]));
         }
         let dims = bind_dims(g, &vals, &self.explicit_dims)?;
-        let lowered = lower::lower(g, &self.roots, self.problem.root, &dims, batch)?;
+        // Second derivatives by one vector are symmetric matrices.
+        let symmetric: Vec<Id> = self
+            .derivatives
+            .iter()
+            .filter(|d| d.wrt.len() == 2 && d.wrt[0] == d.wrt[1] && g.order(d.id) == 2)
+            .map(|d| d.id)
+            .collect();
+        let lowered = lower::lower(g, &self.roots, &symmetric, self.problem.root, &dims, batch)?;
         let shapes = self
             .used
             .iter()

@@ -644,7 +644,7 @@ impl pulp::WithSimd for RowDots<'_> {
     }
 }
 
-/// `y = Σ_p v[p]·m[p·cs ..][..len y]`, four columns at a time.
+/// `y = Σ_p v[p]·m[p·cs ..][..len y]`.
 struct ColumnSums<'a> {
     m: &'a [f64],
     cs: usize,
@@ -656,25 +656,31 @@ impl pulp::WithSimd for ColumnSums<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
-        let (l, k, cs) = (self.y.len(), self.v.len(), self.cs);
+        let (l, cs) = (self.y.len(), self.cs);
         let (m, v, y) = (self.m, self.v, self.y);
-        let col = |p: usize| &m[p * cs..p * cs + l];
-        y.fill(0.0);
-        let mut p = 0;
-        while p + 4 <= k {
-            let (c0, c1, c2, c3) = (col(p), col(p + 1), col(p + 2), col(p + 3));
-            let (x0, x1, x2, x3) = (v[p], v[p + 1], v[p + 2], v[p + 3]);
-            for ((((yi, a), b), c), d) in y.iter_mut().zip(c0).zip(c1).zip(c2).zip(c3) {
-                *yi = d.mul_add(x3, c.mul_add(x2, b.mul_add(x1, a.mul_add(x0, *yi))));
+        // Blocks of 32 entries of y held in registers over all columns: each
+        // column segment is read once and y is written once.
+        let mut i0 = 0;
+        while i0 + 32 <= l {
+            let mut acc = [0.0f64; 32];
+            for (p, &x) in v.iter().enumerate() {
+                let c = &m[p * cs + i0..p * cs + i0 + 32];
+                for j in 0..32 {
+                    acc[j] = c[j].mul_add(x, acc[j]);
+                }
             }
-            p += 4;
+            y[i0..i0 + 32].copy_from_slice(&acc);
+            i0 += 32;
         }
-        while p < k {
-            let x = v[p];
-            for (yi, a) in y.iter_mut().zip(col(p)) {
-                *yi = a.mul_add(x, *yi);
+        let rest = l - i0;
+        if rest > 0 {
+            y[i0..].fill(0.0);
+            for (p, &x) in v.iter().enumerate() {
+                let c = &m[p * cs + i0..p * cs + l];
+                for (yi, a) in y[i0..].iter_mut().zip(c) {
+                    *yi = a.mul_add(x, *yi);
+                }
             }
-            p += 1;
         }
     }
 }
