@@ -658,8 +658,14 @@ impl pulp::WithSimd for ColumnSums<'_> {
     fn with_simd<S: pulp::Simd>(self, _: S) {
         let (l, cs) = (self.y.len(), self.cs);
         let (m, v, y) = (self.m, self.v, self.y);
-        // Blocks of 32 entries of y held in registers over all columns: each
-        // column segment is read once and y is written once.
+        if l * v.len() > 16_384 {
+            // A large matrix: stream it once, in memory order, four columns
+            // at a time (y stays in the L1 cache).
+            stream_columns(m, cs, v, y);
+            return;
+        }
+        // A small one: blocks of 32 entries of y held in registers over all
+        // columns (each column segment is read once and y written once).
         let mut i0 = 0;
         while i0 + 32 <= l {
             let mut acc = [0.0f64; 32];
@@ -682,6 +688,30 @@ impl pulp::WithSimd for ColumnSums<'_> {
                 }
             }
         }
+    }
+}
+
+/// `y = Σ_p v[p]·m[p·cs ..][..len y]` in one pass over `m`.
+#[inline(always)]
+fn stream_columns(m: &[f64], cs: usize, v: &[f64], y: &mut [f64]) {
+    let (l, k) = (y.len(), v.len());
+    let col = |p: usize| &m[p * cs..p * cs + l];
+    y.fill(0.0);
+    let mut p = 0;
+    while p + 4 <= k {
+        let (c0, c1, c2, c3) = (col(p), col(p + 1), col(p + 2), col(p + 3));
+        let (x0, x1, x2, x3) = (v[p], v[p + 1], v[p + 2], v[p + 3]);
+        for ((((yi, a), b), c), d) in y.iter_mut().zip(c0).zip(c1).zip(c2).zip(c3) {
+            *yi = d.mul_add(x3, c.mul_add(x2, b.mul_add(x1, a.mul_add(x0, *yi))));
+        }
+        p += 4;
+    }
+    while p < k {
+        let x = v[p];
+        for (yi, a) in y.iter_mut().zip(col(p)) {
+            *yi = a.mul_add(x, *yi);
+        }
+        p += 1;
     }
 }
 
