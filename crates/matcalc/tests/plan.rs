@@ -274,3 +274,51 @@ fn plan_reports_the_interpreters_errors() {
         matcalc::ErrorKind::Value
     );
 }
+
+/// Sizes where the kernels switch strategy (streamed matrix–vector products,
+/// symmetric products, blocked GEMMs) against the interpreter.
+#[test]
+fn plan_matches_interpreter_at_larger_sizes() {
+    let problems = [
+        (
+            "sum(log(1 + exp(-y .* (X*w))))",
+            "X: matrix(m, n)",
+            "w",
+            2,
+            vec![("m", 400), ("n", 60)],
+        ),
+        (
+            "sum(log(1 + exp(-y .* (X*w))))",
+            "X: matrix(m, n)",
+            "w",
+            1,
+            vec![("m", 3000), ("n", 40)],
+        ),
+        (
+            "norm2(sin(W2*cos(W1*x)))^2",
+            "W1: matrix(r, n); W2: matrix(n, r)",
+            "x",
+            2,
+            vec![("r", 95), ("n", 100)],
+        ),
+        ("logdet(X) + tr(A*inv(X))", "X: matrix(n, n)", "X", 1, vec![("n", 70)]),
+        (
+            "norm2(W3*tanh(W2*tanh(W1*X)) - Y)^2",
+            "X: matrix(d, b); W1: matrix(h, d); W2: matrix(h, h); W3: matrix(o, h)",
+            "W1",
+            1,
+            vec![("d", 30), ("b", 50), ("h", 40), ("o", 5)],
+        ),
+    ];
+    for (expr, decl, wrt, order, dims) in problems {
+        let mut p = Problem::new(expr, decl).unwrap();
+        let ds = p.derive(&[wrt.to_string()], order).unwrap();
+        let mut c = Compiled::new(p.clone(), ds);
+        let explicit: Vec<(String, usize)> = dims.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+        let mut rng = StdRng::seed_from_u64(5);
+        let dv = sample_dims(&p.graph, &explicit, &mut rng);
+        let vals = sample_values(&p.graph, p.root, &dv, &mut rng);
+        compare(&p, &mut c, &vals, &dv).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        compare_batched(&p, &mut c, wrt, 6, &dv).unwrap_or_else(|e| panic!("{expr} (batched): {e}"));
+    }
+}
