@@ -547,6 +547,7 @@ impl<'g> Lowerer<'g> {
                 }],
                 ops: vec![Op::Load(0)],
                 checked: vec![false],
+                direct: vec![(u16::MAX, 0)],
             }));
             self.vals[out as usize].permanent = true;
             return RootOut { val: out, shape, len };
@@ -577,6 +578,7 @@ impl<'g> Lowerer<'g> {
             leaves: Vec::new(),
             ops: Vec::new(),
             checked: Vec::new(),
+            direct: Vec::new(),
         };
         self.ew(id, &mut f);
         let len: usize = shape.iter().product();
@@ -607,6 +609,7 @@ impl<'g> Lowerer<'g> {
         }
         f.shape = sh;
         f.out = out;
+        f.direct = vec![(u16::MAX, 0); f.ops.len()];
         self.max_ops = self.max_ops.max(f.ops.len());
         self.steps.push(Step::Fused(f));
         Stor {

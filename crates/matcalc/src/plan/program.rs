@@ -68,6 +68,9 @@ pub(crate) struct Fused {
     pub ops: Vec<Op>,
     /// Which ops are IR nodes (checked for finiteness).
     pub checked: Vec<bool>,
+    /// Per op, while running: the leaf and offset a contiguous load reads
+    /// in place (`u16::MAX`: the result is in the op's register).
+    pub direct: Vec<(u16, usize)>,
 }
 
 /// `out[o] = Σ a[i]`: a strided walk over `a`'s iteration space, with the
@@ -190,7 +193,7 @@ impl Program {
             warned,
             ..
         } = self;
-        for step in steps.iter() {
+        for step in steps.iter_mut() {
             let ok = match step {
                 Step::Fused(f) => run_fused(f, val_buf, bufs, regs, warned, inputs),
                 Step::Reduce(r) => with_out(r.out, val_buf, bufs, inputs, |out, get| run_reduce(r, out, get)),
@@ -313,20 +316,31 @@ fn offset(idx: &[usize], strides: &[usize]) -> usize {
 }
 
 fn run_fused<'v>(
-    f: &Fused,
+    f: &mut Fused,
     val_buf: &[u32],
     bufs: &mut [Vec<f64>],
     regs: &mut [f64],
     warned: &mut [bool],
     inputs: &Inputs<'v>,
 ) -> bool {
-    with_out(f.out, val_buf, bufs, inputs, |out, get| {
-        let rank = f.shape.len();
-        let inner = f.shape[rank - 1];
-        let outer = &f.shape[..rank - 1];
-        if f.shape.contains(&0) {
+    let Fused {
+        out,
+        shape,
+        leaves,
+        ops,
+        checked,
+        direct,
+    } = f;
+    with_out(*out, val_buf, bufs, inputs, |out, get| {
+        let rank = shape.len();
+        let inner = shape[rank - 1];
+        let outer = &shape[..rank - 1];
+        if shape.contains(&0) {
             return true;
         }
+        let last = ops.len() - 1;
+        // The last op writes straight into the output (unless it is a load).
+        let into_out = !matches!(ops[last], Op::Load(_));
         let mut idx = [0usize; MAX_AXES];
         let mut ok = true;
         let mut out_off = 0;
@@ -335,23 +349,35 @@ fn run_fused<'v>(
             let mut c0 = 0;
             while c0 < inner {
                 let len = CHUNK.min(inner - c0);
-                for (oi, op) in f.ops.iter().enumerate() {
+                for (oi, op) in ops.iter().enumerate() {
                     let (done, rest) = regs.split_at_mut(oi * CHUNK);
-                    let dst = &mut rest[..len];
-                    let reg = |r: u16| -> &[f64] { &done[r as usize * CHUNK..r as usize * CHUNK + len] };
+                    let dst = if oi == last && into_out {
+                        &mut out[out_off + c0..out_off + c0 + len]
+                    } else {
+                        &mut rest[..len]
+                    };
+                    // An op's result: its register, or for a contiguous load the input itself.
+                    let reg = |r: u16| -> &[f64] {
+                        match direct[r as usize] {
+                            (l, base) if l != u16::MAX => &get.get(leaves[l as usize].src)[base..base + len],
+                            _ => &done[r as usize * CHUNK..r as usize * CHUNK + len],
+                        }
+                    };
                     let arg = |a: Arg| -> Result<&[f64], f64> {
                         match a {
                             Arg::R(r) => Ok(reg(r)),
                             Arg::K(c) => Err(c),
                         }
                     };
+                    let mut loaded_direct = None;
                     match *op {
                         Op::Load(l) => {
-                            let leaf = &f.leaves[l as usize];
+                            let leaf = &leaves[l as usize];
                             let data = get.get(leaf.src);
                             let st = leaf.strides[rank - 1];
                             let base = offset(idx_outer, &leaf.strides[..rank - 1]) + c0 * st;
                             match st {
+                                1 if oi != last => loaded_direct = Some((l, base)),
                                 1 => dst.copy_from_slice(&data[base..base + len]),
                                 0 => dst.fill(data[base]),
                                 _ => dst.iter_mut().enumerate().for_each(|(t, d)| *d = data[base + t * st]),
@@ -384,12 +410,15 @@ fn run_fused<'v>(
                         Op::Add(a, b) => binary(arg(a), arg(b), dst, |x, y| x + y),
                         Op::Mul(a, b) => binary(arg(a), arg(b), dst, |x, y| x * y),
                     }
-                    if f.checked[oi] && !all_finite(dst) {
+                    direct[oi] = loaded_direct.unwrap_or((u16::MAX, 0));
+                    if checked[oi] && !all_finite(dst) {
                         ok = false;
                     }
                 }
-                let last = (f.ops.len() - 1) * CHUNK;
-                out[out_off + c0..out_off + c0 + len].copy_from_slice(&regs[last..last + len]);
+                if !into_out {
+                    let r = last * CHUNK;
+                    out[out_off + c0..out_off + c0 + len].copy_from_slice(&regs[r..r + len]);
+                }
                 c0 += len;
             }
             out_off += inner;
