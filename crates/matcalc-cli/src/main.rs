@@ -3,9 +3,8 @@
 mod output;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use matcalc::api;
 use matcalc::codegen;
-use matcalc::error::{Error, ErrorKind};
+use matcalc::error::{Error, ErrorKind, Origin};
 use matcalc::eval::{check, values, Tensor};
 use matcalc::input::Source;
 use matcalc::render::{self, print::Style, Form};
@@ -141,6 +140,11 @@ struct EvalArgs {
     /// Print {"value": …, "derivatives": {…}}.
     #[arg(long)]
     json: bool,
+    /// Evaluate N times (for benchmarking): print the result once and, on
+    /// standard error, the median and mean time per evaluation (of the N − 1
+    /// after the first, which also compiles the plan).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    repeat: u64,
 }
 
 #[derive(Args)]
@@ -438,33 +442,161 @@ fn read_values(at: &[String]) -> Result<Vec<(String, Tensor)>, Failure> {
     Ok(out)
 }
 
+/// Declarations for names without one, from their values' shapes (`skip`: leave these to inference).
+fn value_decls(src: &Source, vals: &[(String, Tensor)], skip: &[String]) -> Result<String, Failure> {
+    let declared = matcalc::syntax::parse_decls(&src.decls).map_err(|e| Failure {
+        error: Box::new(e.with_origin(Origin::Decls)),
+        expr: src.expr.clone(),
+        decls: src.decls.clone(),
+    })?;
+    let mut all_decls = src.decls.clone();
+    for (n, t) in vals {
+        if declared.iter().any(|d| d.name == *n) || skip.contains(n) {
+            continue;
+        }
+        let d = match t.shape() {
+            [] => format!("{n}: scalar"),
+            [k] => format!("{n}: vector({k})"),
+            [r, c] => format!("{n}: matrix({r}, {c})"),
+            s => {
+                return Err(plain(
+                    Error::new(
+                        ErrorKind::Value,
+                        format!("`{n}` has {} axes; variables are scalars, vectors or matrices", s.len()),
+                    )
+                    .hint("give a number, an array, or an array of rows"),
+                ))
+            }
+        };
+        if !all_decls.is_empty() {
+            all_decls.push_str("; ");
+        }
+        all_decls.push_str(&d);
+    }
+    Ok(all_decls)
+}
+
+/// A batched evaluation: the one `--wrt` variable whose value has an extra
+/// leading axis, and the problem typed with its per-point shape.
+fn batched_problem(
+    src: &Source,
+    vals: &[(String, Tensor)],
+    wrt: &[String],
+) -> Option<(matcalc::Problem, String, String)> {
+    if wrt.is_empty() {
+        return None;
+    }
+    let all = value_decls(src, vals, wrt).ok()?;
+    let p = src.problem_with(&all).ok()?;
+    let mut hits = wrt.iter().filter(|w| {
+        let order = p.graph.var_index(w).map(|i| p.graph.vars[i].shape.len());
+        let given = vals.iter().find(|(n, _)| n == *w).map(|(_, t)| t.order());
+        matches!((order, given), (Some(o), Some(g)) if g == o + 1)
+    });
+    let v = hits.next()?.clone();
+    if hits.next().is_some() {
+        return None;
+    }
+    Some((p, all, v))
+}
+
+/// `matcalc eval`: the compiled plan at the given values (a batch when the `--wrt`
+/// variable's value has an extra leading axis), `--repeat` times.
 fn eval(a: EvalArgs) -> CmdResult {
     let src = read_input(&a.input)?;
     let vals = read_values(&a.at)?;
-    let opts = api::EvalOptions {
-        wrt: a.wrt.clone(),
-        order: a.order,
-        dims: parse_dims(&a.dims)?,
-        max_elements: None,
+    let dims = parse_dims(&a.dims)?;
+    let (mut p, all_decls, batched) = match batched_problem(&src, &vals, &a.wrt) {
+        Some((p, all, v)) => (p, all, Some(v)),
+        None => {
+            // Names without declarations take their shapes from their values.
+            let all = value_decls(&src, &vals, &[])?;
+            let p = src.problem_with(&all).map_err(|e| Failure {
+                error: Box::new(e),
+                expr: src.expr.clone(),
+                decls: all.clone(),
+            })?;
+            (p, all, None)
+        }
     };
-    let out = api::evaluate(&src, vals, &opts).map_err(with_src(&src))?;
-    for n in &out.ignored {
-        eprintln!("warning: `{n}` is not used by the expression; ignored");
+    let err = |error: Error| Failure {
+        error: Box::new(error),
+        expr: src.expr.clone(),
+        decls: all_decls.clone(),
+    };
+    let ds = if a.wrt.is_empty() {
+        Vec::new()
+    } else {
+        p.derive(&a.wrt, a.order).map_err(err)?
+    };
+    let mut used: Vec<(&str, &Tensor)> = Vec::new();
+    for (n, t) in &vals {
+        match p.graph.var_index(n) {
+            Some(_) if p.occurring.contains(n) => used.push((n.as_str(), t)),
+            _ => eprintln!("warning: `{n}` is not used by the expression; ignored"),
+        }
     }
-    for w in &out.warnings {
+    // A derivative is keyed by its variable; a mixed one by its variables, comma-separated.
+    let keys: Vec<String> = ds.iter().map(codegen::derivative_key).collect();
+    let mut compiled = matcalc::Compiled::new(p, ds);
+    compiled.set_dims(&dims);
+    let mut times = Vec::with_capacity(a.repeat as usize);
+    let run = |c: &mut matcalc::Compiled| match &batched {
+        Some(v) => c.eval_batch(&used, v).map(|_| ()),
+        None => c.eval(&used).map(|_| ()),
+    };
+    // The first evaluation binds the sizes and lowers the plan; time the others.
+    run(&mut compiled).map_err(err)?;
+    for _ in 1..a.repeat {
+        let t0 = std::time::Instant::now();
+        let r = run(&mut compiled);
+        times.push(t0.elapsed().as_secs_f64());
+        r.map_err(err)?;
+    }
+    let out = match &batched {
+        Some(v) => compiled.eval_batch(&used, v),
+        None => compiled.eval(&used),
+    }
+    .map_err(err)?;
+    for w in out.warnings() {
         eprintln!("warning: {w}");
     }
+    let value = out.value().to_tensor();
+    let derivs: Vec<(String, Tensor)> = (0..out.len())
+        .map(|i| (keys[i].clone(), out.derivative(i).to_tensor()))
+        .collect();
     if a.json {
-        let mut derivs = serde_json::Map::new();
-        for (k, t) in &out.derivatives {
-            derivs.insert(k.clone(), values::tensor_to_json(t));
+        let mut dj = serde_json::Map::new();
+        for (k, t) in &derivs {
+            dj.insert(k.clone(), values::tensor_to_json(t));
         }
-        let v = serde_json::json!({"value": values::tensor_to_json(&out.value), "derivatives": derivs});
+        let v = serde_json::json!({"value": values::tensor_to_json(&value), "derivatives": dj});
         println!("{v}");
     } else {
-        print!("{}", output::value_table(&out.value, &out.derivatives, &out.ds));
+        print!("{}", output::value_table(&value, &derivs, compiled.derivatives()));
+    }
+    if a.repeat > 1 && !times.is_empty() {
+        eprintln!("{}", timing_line(&mut times, batched.is_some()));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `eval --repeat`: median and mean seconds per evaluation.
+fn timing_line(times: &mut [f64], batched: bool) -> String {
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    let median = if n % 2 == 1 {
+        times[n / 2]
+    } else {
+        (times[n / 2 - 1] + times[n / 2]) / 2.0
+    };
+    let mean = times.iter().sum::<f64>() / n as f64;
+    format!(
+        "timing: {n} {}evaluations, median {:.3} µs, mean {:.3} µs per evaluation",
+        if batched { "batched " } else { "" },
+        median * 1e6,
+        mean * 1e6
+    )
 }
 
 fn check_cmd(a: CheckArgs) -> CmdResult {

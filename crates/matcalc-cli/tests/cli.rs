@@ -417,6 +417,33 @@ fn symmetric_variable_gets_the_symmetrized_gradient() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+fn eval_repeat_and_batched_points() {
+    let dir = scratch("eval-batch");
+    let one = write(&dir, "one.json", r#"{"x": [1, 2], "A": [[1, 2], [3, 4]]}"#);
+    let r = run(&["eval", "x'*A*x", "--at", &one, "--wrt", "x", "--json", "--repeat", "5"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(
+        parse_json(&r.stdout),
+        json!({"value": 27.0, "derivatives": {"x": [12.0, 21.0]}})
+    );
+    assert!(r.stderr.starts_with("timing: 4 evaluations, median "), "{r:?}");
+    // x with a leading batch axis: three points at once, results gain the axis.
+    let many = write(
+        &dir,
+        "many.json",
+        r#"{"x": [[1, 2], [0, 0], [1, 0]], "A": [[1, 2], [3, 4]]}"#,
+    );
+    let got = eval_json("x'*A*x", &many, &["--wrt", "x", "--order", "2"]);
+    let h = json!([[2.0, 5.0], [5.0, 8.0]]);
+    assert_eq!(got, json!({"value": [27.0, 0.0, 1.0], "derivatives": {"x": [h, h, h]}}));
+    let got = eval_json("x'*A*x", &many, &["--wrt", "x"]);
+    assert_eq!(got["derivatives"]["x"], json!([[12.0, 21.0], [0.0, 0.0], [2.0, 5.0]]));
+    // --repeat 0 is a usage error.
+    let r = run(&["eval", "x'*A*x", "--at", &one, "--repeat", "0"]);
+    assert_eq!(r.code, Some(2), "{r:?}");
+}
+
+#[test]
 fn eval_json_contract_with_a_values_file() {
     let dir = scratch("eval-json");
     let values = write(&dir, "v.json", r#"{"a": 2, "x": [1, 2], "A": [[1, 2], [3, 4]]}"#);

@@ -12,9 +12,11 @@ pub mod diff;
 pub mod explain;
 pub mod input;
 pub mod ir;
+pub mod plan;
 pub mod problem;
 pub mod render;
 pub mod report;
 pub mod typing;
 
+pub use plan::{compile, Compiled};
 pub use problem::{Derivative, Problem};

@@ -1922,3 +1922,111 @@ fn second_opinion_rejects_wrong_derivatives() {
         }
     }
 }
+
+/// The compiled plan gives the interpreter's numbers, errors and warnings on
+/// generated expressions (function, first derivative, and for scalar cases
+/// with `hessian` the Hessian), unbatched and with the variable batched.
+#[test]
+fn plan_matches_interpreter() {
+    if module_path!() != "properties" {
+        return;
+    }
+    let mut config = ProptestConfig::with_cases((total_cases() / 4).max(1));
+    config.failure_persistence = None;
+    let mut runner = TestRunner::new(config);
+    let compared = AtomicUsize::new(0);
+    let result = runner.run(&case_strategy(gen::ALL.to_vec()), |c| {
+        plan_vs_interpreter(&c, &compared).map_err(|e| fail(format!("{c:?}: {e}")))
+    });
+    if let Err(e) = result {
+        panic!("plan_matches_interpreter: {e}");
+    }
+    let n = compared.load(Ordering::Relaxed);
+    eprintln!("plan_matches_interpreter: {n} comparisons");
+    assert!(n >= total_cases() as usize / 8, "too few comparisons: {n}");
+}
+
+fn plan_vs_interpreter(c: &Case, compared: &AtomicUsize) -> Result<(), String> {
+    let Ok(mut p) = Problem::new(&c.expr, DECLS) else {
+        return Ok(());
+    };
+    if p.occurring.is_empty() {
+        return Ok(());
+    }
+    let wrt = p.occurring[c.wrt_pick % p.occurring.len()].clone();
+    let order = if c.hessian && p.graph.order(p.root) == 0 { 2 } else { 1 };
+    let Ok(ds) = p.derive(std::slice::from_ref(&wrt), order) else {
+        return Ok(());
+    };
+    let mut roots = vec![p.root];
+    roots.extend(ds.iter().map(|d| d.id));
+    let mut compiled = matcalc::Compiled::new(p.clone(), ds);
+    for (k, &(n, m)) in c.dims.iter().enumerate() {
+        let (dv, vals) = sample(&p, n, m, c.seed.wrapping_add(k as u64));
+        compiled.set_dims(&dims_of(n, m));
+        let named: Vec<(&str, &Tensor)> = p
+            .graph
+            .vars
+            .iter()
+            .zip(&vals)
+            .filter_map(|(v, t)| Some((v.name.as_str(), t.as_ref()?)))
+            .collect();
+        let want = evaluate(&p.graph, &roots, p.root, &vals, &dv);
+        let got = compiled.eval(&named);
+        Stats::bump(compared);
+        match (&want, got) {
+            (Ok(w), Ok(e)) => {
+                for (i, wv) in w.values.iter().enumerate() {
+                    let gv = if i == 0 { e.value() } else { e.derivative(i - 1) };
+                    let (ok, err) = close(gv.data, wv.data(), 1e-10);
+                    if gv.shape != wv.shape() || !ok {
+                        return Err(format!("root {i} at n={n} m={m}: relative error {err:.2e}"));
+                    }
+                }
+                let ws: Vec<&str> = e.warnings().collect();
+                if ws != w.warnings {
+                    return Err(format!("warnings: plan {ws:?}, interpreter {:?}", w.warnings));
+                }
+            }
+            (Err(w), Err(e)) if *w == e => {}
+            (w, e) => {
+                return Err(format!(
+                    "at n={n} m={m}: plan {:?}, interpreter {:?}",
+                    e.map(|_| ()).map_err(|e| e.to_string()),
+                    w.as_ref().map(|_| ()).map_err(|e| e.to_string())
+                ))
+            }
+        }
+        // Batched: this point and a second one of the variable, at once.
+        let Ok(w1) = want else { continue };
+        let v = p.graph.var_index(&wrt).expect("wrt is a variable");
+        let (_, vals2) = sample(&p, n, m, c.seed.wrapping_add(100 + k as u64));
+        let (Some(x1), Some(x2)) = (vals[v].as_ref(), vals2[v].as_ref()) else {
+            continue;
+        };
+        let mut vals_b = vals.clone();
+        vals_b[v] = Some(x2.clone());
+        let Ok(w2) = evaluate(&p.graph, &roots, p.root, &vals_b, &dv) else {
+            continue;
+        };
+        let mut shape = vec![2];
+        shape.extend_from_slice(x1.shape());
+        let stacked = Tensor::from_vec(shape, [x1.data(), x2.data()].concat()).expect("stacked");
+        let named_b: Vec<(&str, &Tensor)> = named
+            .iter()
+            .map(|&(nm, t)| if nm == wrt { (nm, &stacked) } else { (nm, t) })
+            .collect();
+        let e = compiled
+            .eval_batch(&named_b, &wrt)
+            .map_err(|e| format!("batched at n={n} m={m}: {e}"))?;
+        for i in 0..roots.len() {
+            let gv = if i == 0 { e.value() } else { e.derivative(i - 1) };
+            let want: Vec<f64> = [w1.values[i].data(), w2.values[i].data()].concat();
+            let (ok, err) = close(gv.data, &want, 1e-10);
+            if gv.shape[0] != 2 || &gv.shape[1..] != w1.values[i].shape() || !ok {
+                return Err(format!("batched root {i} at n={n} m={m}: relative error {err:.2e}"));
+            }
+        }
+    }
+    Ok(())
+}

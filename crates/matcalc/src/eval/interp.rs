@@ -163,7 +163,8 @@ fn size(g: &Graph, dims: &DimValues, d: Dim) -> Result<usize> {
     }
 }
 
-fn short(g: &Graph, id: Id) -> String {
+/// A node as text for messages, cut at 80 characters.
+pub(crate) fn short(g: &Graph, id: Id) -> String {
     let mut s = render::nested_expr(g, id);
     if s.chars().count() > 80 {
         s = s.chars().take(77).collect::<String>() + "...";

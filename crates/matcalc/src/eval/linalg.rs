@@ -311,6 +311,136 @@ pub fn logdet(a: &Tensor) -> Result<(f64, f64)> {
     Ok(logdet_of(&lu))
 }
 
+/// Reusable memory for the LU kernels of compiled plans ([`crate::plan`]):
+/// after [`LuWork::new`], [`LuWork::inv_into`], [`LuWork::det`] and
+/// [`LuWork::logdet`] allocate nothing. They follow the policy of [`inv`],
+/// [`det`] and [`logdet`] exactly, but report a failure as `None` (the caller
+/// re-runs the allocating function for the message).
+pub struct LuWork {
+    n: usize,
+    lu: Mat<f64>,
+    x: Mat<f64>,
+    fwd: Vec<usize>,
+    bwd: Vec<usize>,
+    mem: MemBuffer,
+}
+
+impl std::fmt::Debug for LuWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LuWork({}×{})", self.n, self.n)
+    }
+}
+
+impl LuWork {
+    /// Memory for `n×n` matrices.
+    pub fn new(n: usize) -> LuWork {
+        let scratch = lu_factor::lu_in_place_scratch::<usize, f64>(n, n, Par::Seq, Default::default())
+            .or(lu_solve::solve_in_place_scratch::<usize, f64>(n, n, Par::Seq));
+        LuWork {
+            n,
+            lu: Mat::zeros(n, n),
+            x: Mat::zeros(n, n),
+            fwd: vec![0; n],
+            bwd: vec![0; n],
+            mem: MemBuffer::new(scratch),
+        }
+    }
+
+    /// Factor the row-major `a`; `None` when it has a non-finite entry.
+    /// Returns the number of row transpositions.
+    fn factor(&mut self, a: &[f64]) -> Option<usize> {
+        let n = self.n;
+        if a.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        self.lu.copy_from(MatRef::from_row_major_slice(a, n, n));
+        let (info, _) = lu_factor::lu_in_place(
+            self.lu.as_mut(),
+            &mut self.fwd,
+            &mut self.bwd,
+            Par::Seq,
+            MemStack::new(&mut self.mem),
+            Default::default(),
+        );
+        Some(info.transposition_count)
+    }
+
+    fn pivots(&self) -> impl Iterator<Item = f64> + '_ {
+        (0..self.n).map(|i| self.lu[(i, i)])
+    }
+
+    /// The inverse of the row-major `a` into the row-major `out`, as [`inv`].
+    pub fn inv_into(&mut self, a: &[f64], out: &mut [f64]) -> Option<()> {
+        let n = self.n;
+        if n == 0 {
+            return Some(());
+        }
+        self.factor(a)?;
+        if self.pivots().any(|p| p == 0.0) {
+            return None;
+        }
+        self.x.fill(0.0);
+        for i in 0..n {
+            self.x[(i, i)] = 1.0;
+        }
+        let perm = PermRef::new_checked(&self.fwd, &self.bwd, n);
+        let lu = self.lu.as_ref();
+        lu_solve::solve_in_place(lu, lu, perm, self.x.as_mut(), Par::Seq, MemStack::new(&mut self.mem));
+        let norm_x = (0..n)
+            .map(|j| self.x.col_as_slice(j).iter().map(|v| v.abs()).sum::<f64>())
+            .fold(0.0, f64::max);
+        let norm_a = (0..n)
+            .map(|j| (0..n).map(|i| a[i * n + j].abs()).sum::<f64>())
+            .fold(0.0, f64::max);
+        if ill_conditioned(norm_a, norm_x) {
+            return None;
+        }
+        for (t, o) in out[..n * n].iter_mut().enumerate() {
+            *o = self.x[(t / n, t % n)];
+        }
+        Some(())
+    }
+
+    /// The determinant of the row-major `a`, as [`det`].
+    pub fn det(&mut self, a: &[f64]) -> Option<f64> {
+        if self.n == 0 {
+            return Some(1.0);
+        }
+        let transpositions = self.factor(a)?;
+        let mut mant = if transpositions & 1 == 0 { 1.0 } else { -1.0 };
+        let mut exp2: i64 = 0;
+        for p in self.pivots() {
+            if p == 0.0 {
+                return Some(0.0);
+            }
+            let (pm, pe) = frexp(p);
+            let (m, e) = frexp(mant * pm);
+            mant = m;
+            exp2 += i64::from(pe) + i64::from(e);
+        }
+        if exp2 >= 1024 {
+            return None;
+        }
+        if exp2 < -1100 {
+            return Some(0.0 * mant);
+        }
+        let half = (exp2 / 2) as i32;
+        Some(mant * 2f64.powi(half) * 2f64.powi(exp2 as i32 - half))
+    }
+
+    /// `log|det a|` of the row-major `a`, as [`logdet`].
+    pub fn logdet(&mut self, a: &[f64]) -> Option<f64> {
+        if self.n == 0 {
+            return Some(0.0);
+        }
+        self.factor(a)?;
+        if self.pivots().any(|p| p == 0.0) {
+            return None;
+        }
+        Some(self.pivots().map(|p| p.abs().ln()).sum())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

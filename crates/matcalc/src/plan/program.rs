@@ -1,0 +1,803 @@
+//! The lowered program: steps over preallocated buffers, and how to run them.
+//!
+//! Every value a step writes lives at the start of one buffer of the pool;
+//! [`Program::run`] allocates nothing. A failure (a non-finite value, a
+//! singular matrix) only sets a flag: the caller re-runs the interpreter to
+//! get its exact error message.
+
+use crate::eval::linalg::LuWork;
+use crate::ir::Func;
+use faer::linalg::matmul::{matmul, triangular};
+use faer::{Accum, MatMut, MatRef, Par};
+
+/// Most axes of an iteration space (the IR's 12, a batch axis, and room).
+pub(crate) const MAX_AXES: usize = 16;
+
+/// Entries of one register of a fused elementwise loop.
+pub(crate) const CHUNK: usize = 256;
+
+/// Where an operand's entries are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Src {
+    /// A value of the program (an index into [`Program::val_buf`]).
+    Val(u32),
+    /// The caller's value of a variable (by variable index).
+    Var(u32),
+}
+
+/// An operand of a fused op: a register (an earlier op) or a constant.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Arg {
+    /// The result of op number `.0`.
+    R(u16),
+    /// A constant.
+    K(f64),
+}
+
+/// One op of a fused elementwise loop, computed on a chunk of entries.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Op {
+    /// Load leaf number `.0`.
+    Load(u16),
+    /// A constant chunk.
+    Fill(f64),
+    /// An elementwise function; `warn` flags zeros in the argument (sign/step in derivatives).
+    Map { f: Func, a: u16, warn: Option<u16> },
+    /// A constant power; `fix` (derivative-only negative powers) sets 0 where the base is 0.
+    Pow { a: u16, p: f64, fix: Option<u16> },
+    /// Sum.
+    Add(Arg, Arg),
+    /// Product.
+    Mul(Arg, Arg),
+}
+
+/// An input of a fused loop: entries with a stride per axis of the iteration space.
+#[derive(Clone, Debug)]
+pub(crate) struct Leaf {
+    pub src: Src,
+    pub strides: Vec<usize>,
+}
+
+/// A fused elementwise loop writing one value in row-major order.
+#[derive(Clone, Debug)]
+pub(crate) struct Fused {
+    pub out: u32,
+    /// The iteration space (simplified: unit axes dropped, contiguous ones merged).
+    pub shape: Vec<usize>,
+    pub leaves: Vec<Leaf>,
+    pub ops: Vec<Op>,
+    /// Which ops are IR nodes (checked for finiteness).
+    pub checked: Vec<bool>,
+    /// Per op, while running: the leaf and offset a contiguous load reads
+    /// in place (`u16::MAX`: the result is in the op's register).
+    pub direct: Vec<(u16, usize)>,
+}
+
+/// `out[o] = Σ a[i]`: a strided walk over `a`'s iteration space, with the
+/// output's stride per axis (0 for summed axes).
+#[derive(Clone, Debug)]
+pub(crate) struct Reduce {
+    pub a: Src,
+    pub out: u32,
+    pub shape: Vec<usize>,
+    pub a_strides: Vec<usize>,
+    pub out_strides: Vec<usize>,
+    pub out_len: usize,
+    /// Some axis is summed (so the output is zeroed and accumulated).
+    pub sums: bool,
+    pub check: bool,
+}
+
+/// A (batched) matrix product on strided views, done by faer.
+#[derive(Clone, Debug)]
+pub(crate) struct Gemm {
+    pub a: Src,
+    pub b: Src,
+    pub out: u32,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// Row and column strides of A (m×k), B (k×n) and C (m×n).
+    pub a_s: (isize, isize),
+    pub b_s: (isize, isize),
+    pub c_s: (isize, isize),
+    /// Batch axes: extent and strides in A, B, C.
+    pub batch: Vec<(usize, usize, usize, usize)>,
+    pub out_len: usize,
+    /// C is symmetric (C = Aᵀ·B with B = A scaled): compute the lower half and mirror.
+    pub sym: bool,
+    pub check: bool,
+}
+
+/// Which LU-based function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LuKind {
+    Inv,
+    Det,
+    LogDet,
+}
+
+/// A step of the program.
+#[derive(Clone, Debug)]
+pub(crate) enum Step {
+    Fused(Fused),
+    Reduce(Reduce),
+    Gemm(Gemm),
+    /// Inverse, determinant or log-determinant of `batch` contiguous n×n matrices.
+    Lu {
+        kind: LuKind,
+        a: Src,
+        out: u32,
+        n: usize,
+        batch: usize,
+        work: usize,
+    },
+    /// Log-sum-exp (`softmax == false`) or softmax of `batch` contiguous blocks of `len`.
+    Lse {
+        a: Src,
+        out: u32,
+        len: usize,
+        batch: usize,
+        softmax: bool,
+    },
+}
+
+/// A lowered program with its buffers.
+#[derive(Debug)]
+pub(crate) struct Program {
+    pub steps: Vec<Step>,
+    /// The buffer of each value.
+    pub val_buf: Vec<u32>,
+    pub bufs: Vec<Vec<f64>>,
+    /// Registers of the fused loops.
+    pub regs: Vec<f64>,
+    /// LU workspaces.
+    pub lu: Vec<LuWork>,
+    /// Set when a warning site fired (by site number).
+    pub warned: Vec<bool>,
+    /// Set at build time when a constant is not finite.
+    pub bad_constant: bool,
+}
+
+/// Whether every entry is finite: `v·0` is 0 for finite `v` and NaN
+/// otherwise; eight independent sums so the loop vectorizes.
+pub(crate) fn all_finite(x: &[f64]) -> bool {
+    let mut acc = [0.0f64; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v * 0.0;
+        }
+    }
+    let rest: f64 = chunks.remainder().iter().map(|v| v * 0.0).sum();
+    acc.iter().sum::<f64>() + rest == 0.0
+}
+
+/// Values of the variables, by variable index.
+pub(crate) type Inputs<'v> = dyn Fn(u32) -> &'v [f64] + 'v;
+
+impl Program {
+    /// Run every step. Returns false when some value is not finite or a
+    /// matrix function failed (the caller reports the error).
+    pub fn run<'v>(&mut self, inputs: &Inputs<'v>) -> bool {
+        if self.bad_constant {
+            return false;
+        }
+        self.warned.iter_mut().for_each(|w| *w = false);
+        let Program {
+            steps,
+            val_buf,
+            bufs,
+            regs,
+            lu,
+            warned,
+            ..
+        } = self;
+        for step in steps.iter_mut() {
+            let ok = match step {
+                Step::Fused(f) => run_fused(f, val_buf, bufs, regs, warned, inputs),
+                Step::Reduce(r) => with_out(r.out, val_buf, bufs, inputs, |out, get| run_reduce(r, out, get)),
+                Step::Gemm(g) => with_out(g.out, val_buf, bufs, inputs, |out, get| run_gemm(g, out, get)),
+                Step::Lu {
+                    kind,
+                    a,
+                    out,
+                    n,
+                    batch,
+                    work,
+                } => with_out(*out, val_buf, bufs, inputs, |o, get| {
+                    run_lu(*kind, get.get(*a), o, *n, *batch, &mut lu[*work])
+                }),
+                Step::Lse {
+                    a,
+                    out,
+                    len,
+                    batch,
+                    softmax,
+                } => with_out(*out, val_buf, bufs, inputs, |o, get| {
+                    run_lse(get.get(*a), o, *len, *batch, *softmax)
+                }),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// One line per step: what it does and at what size.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        for s in &self.steps {
+            let line = match s {
+                Step::Fused(f) => format!("fused loop: {} ops over {:?}", f.ops.len(), f.shape),
+                Step::Reduce(r) => format!("{} over {:?}", if r.sums { "sum" } else { "copy" }, r.shape),
+                Step::Gemm(g) => format!(
+                    "{}product {}×{}×{}{}",
+                    if g.sym { "symmetric " } else { "" },
+                    g.m,
+                    g.k,
+                    g.n,
+                    if g.batch.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" batched {:?}", g.batch.iter().map(|b| b.0).collect::<Vec<_>>())
+                    }
+                ),
+                Step::Lu { kind, n, batch, .. } => format!("{kind:?} of {batch} {n}×{n}"),
+                Step::Lse {
+                    len, batch, softmax, ..
+                } => {
+                    format!("{} of {batch}×{len}", if *softmax { "softmax" } else { "logsumexp" })
+                }
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The entries of a value.
+    pub fn value(&self, v: u32, len: usize) -> &[f64] {
+        &self.bufs[self.val_buf[v as usize] as usize][..len]
+    }
+}
+
+/// Reads operands: the program's values and the caller's variables.
+pub(crate) struct Reader<'a, 'v: 'a> {
+    val_buf: &'a [u32],
+    bufs: &'a [Vec<f64>],
+    inputs: &'a Inputs<'v>,
+}
+
+impl<'a, 'v: 'a> Reader<'a, 'v> {
+    fn get(&self, s: Src) -> &'a [f64] {
+        match s {
+            Src::Val(v) => &self.bufs[self.val_buf[v as usize] as usize],
+            Src::Var(i) => (self.inputs)(i),
+        }
+    }
+}
+
+/// Run `f` with the output buffer of value `out` (taken out of the pool for
+/// the call, so the inputs can be borrowed) and an operand reader.
+fn with_out<'v>(
+    out: u32,
+    val_buf: &[u32],
+    bufs: &mut [Vec<f64>],
+    inputs: &Inputs<'v>,
+    f: impl FnOnce(&mut [f64], &Reader<'_, 'v>) -> bool,
+) -> bool {
+    let ob = val_buf[out as usize] as usize;
+    let mut o = std::mem::take(&mut bufs[ob]);
+    let ok = f(&mut o, &Reader { val_buf, bufs, inputs });
+    bufs[ob] = o;
+    ok
+}
+
+/// Odometer over `outer` extents, calling `f` with the index vector; offsets are the caller's.
+#[inline]
+fn next_index(idx: &mut [usize], outer: &[usize]) -> Option<usize> {
+    // Returns the axis that advanced (all later axes reset to 0), or None at the end.
+    let mut d = outer.len();
+    while d > 0 {
+        d -= 1;
+        idx[d] += 1;
+        if idx[d] < outer[d] {
+            return Some(d);
+        }
+        idx[d] = 0;
+    }
+    None
+}
+
+fn offset(idx: &[usize], strides: &[usize]) -> usize {
+    idx.iter().zip(strides).map(|(i, s)| i * s).sum()
+}
+
+fn run_fused<'v>(
+    f: &mut Fused,
+    val_buf: &[u32],
+    bufs: &mut [Vec<f64>],
+    regs: &mut [f64],
+    warned: &mut [bool],
+    inputs: &Inputs<'v>,
+) -> bool {
+    let Fused {
+        out,
+        shape,
+        leaves,
+        ops,
+        checked,
+        direct,
+    } = f;
+    with_out(*out, val_buf, bufs, inputs, |out, get| {
+        let rank = shape.len();
+        let inner = shape[rank - 1];
+        let outer = &shape[..rank - 1];
+        if shape.contains(&0) {
+            return true;
+        }
+        let last = ops.len() - 1;
+        // The last op writes straight into the output (unless it is a load).
+        let into_out = !matches!(ops[last], Op::Load(_));
+        let mut idx = [0usize; MAX_AXES];
+        let mut ok = true;
+        let mut out_off = 0;
+        loop {
+            let idx_outer = &idx[..rank - 1];
+            let mut c0 = 0;
+            while c0 < inner {
+                let len = CHUNK.min(inner - c0);
+                for (oi, op) in ops.iter().enumerate() {
+                    let (done, rest) = regs.split_at_mut(oi * CHUNK);
+                    let dst = if oi == last && into_out {
+                        &mut out[out_off + c0..out_off + c0 + len]
+                    } else {
+                        &mut rest[..len]
+                    };
+                    // An op's result: its register, or for a contiguous load the input itself.
+                    let reg = |r: u16| -> &[f64] {
+                        match direct[r as usize] {
+                            (l, base) if l != u16::MAX => &get.get(leaves[l as usize].src)[base..base + len],
+                            _ => &done[r as usize * CHUNK..r as usize * CHUNK + len],
+                        }
+                    };
+                    let arg = |a: Arg| -> Result<&[f64], f64> {
+                        match a {
+                            Arg::R(r) => Ok(reg(r)),
+                            Arg::K(c) => Err(c),
+                        }
+                    };
+                    let mut loaded_direct = None;
+                    match *op {
+                        Op::Load(l) => {
+                            let leaf = &leaves[l as usize];
+                            let data = get.get(leaf.src);
+                            let st = leaf.strides[rank - 1];
+                            let base = offset(idx_outer, &leaf.strides[..rank - 1]) + c0 * st;
+                            match st {
+                                1 if oi != last => loaded_direct = Some((l, base)),
+                                1 => dst.copy_from_slice(&data[base..base + len]),
+                                0 => dst.fill(data[base]),
+                                _ => dst.iter_mut().enumerate().for_each(|(t, d)| *d = data[base + t * st]),
+                            }
+                        }
+                        Op::Fill(c) => dst.fill(c),
+                        Op::Map { f: func, a, warn } => {
+                            let x = reg(a);
+                            if let Some(w) = warn {
+                                if x.contains(&0.0) {
+                                    warned[w as usize] = true;
+                                }
+                            }
+                            map_chunk(func, x, dst);
+                        }
+                        Op::Pow { a, p, fix } => {
+                            let x = reg(a);
+                            pow_chunk(p, x, dst);
+                            if let Some(w) = fix {
+                                if x.contains(&0.0) {
+                                    warned[w as usize] = true;
+                                    for (d, &v) in dst.iter_mut().zip(x) {
+                                        if v == 0.0 {
+                                            *d = 0.0;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        Op::Add(a, b) => binary(arg(a), arg(b), dst, |x, y| x + y),
+                        Op::Mul(a, b) => binary(arg(a), arg(b), dst, |x, y| x * y),
+                    }
+                    direct[oi] = loaded_direct.unwrap_or((u16::MAX, 0));
+                    if checked[oi] && !all_finite(dst) {
+                        ok = false;
+                    }
+                }
+                if !into_out {
+                    let r = last * CHUNK;
+                    out[out_off + c0..out_off + c0 + len].copy_from_slice(&regs[r..r + len]);
+                }
+                c0 += len;
+            }
+            out_off += inner;
+            if next_index(&mut idx[..rank - 1], outer).is_none() {
+                break;
+            }
+        }
+        ok
+    })
+}
+
+/// `dst = a op b` where each side is a chunk (`Ok`) or a constant (`Err`).
+fn binary(a: Result<&[f64], f64>, b: Result<&[f64], f64>, dst: &mut [f64], op: impl Fn(f64, f64) -> f64) {
+    match (a, b) {
+        (Ok(x), Ok(y)) => {
+            for ((d, &u), &v) in dst.iter_mut().zip(x).zip(y) {
+                *d = op(u, v);
+            }
+        }
+        (Ok(x), Err(c)) => {
+            for (d, &u) in dst.iter_mut().zip(x) {
+                *d = op(u, c);
+            }
+        }
+        (Err(c), Ok(y)) => {
+            for (d, &v) in dst.iter_mut().zip(y) {
+                *d = op(c, v);
+            }
+        }
+        (Err(c), Err(e)) => dst.fill(op(c, e)),
+    }
+}
+
+fn map_with(x: &[f64], dst: &mut [f64], g: impl Fn(f64) -> f64) {
+    for (d, &v) in dst.iter_mut().zip(x) {
+        *d = g(v);
+    }
+}
+
+/// `dst = f(x)`, with the common functions in their own loops.
+fn map_chunk(f: Func, x: &[f64], dst: &mut [f64]) {
+    match f {
+        Func::Sin => super::vmath::sin(x, dst),
+        Func::Cos => super::vmath::cos(x, dst),
+        Func::Exp => super::vmath::exp(x, dst),
+        Func::Log => map_with(x, dst, f64::ln),
+        Func::Tanh => super::vmath::tanh(x, dst),
+        Func::Abs => map_with(x, dst, f64::abs),
+        Func::Relu => map_with(x, dst, |v| v.max(0.0)),
+        other => map_with(x, dst, |v| other.apply(v)),
+    }
+}
+
+/// `dst = x^p`, as the interpreter computes it (with `x·x` for squares).
+fn pow_chunk(p: f64, x: &[f64], dst: &mut [f64]) {
+    if p == 2.0 {
+        map_with(x, dst, |v| v * v)
+    } else if p == 0.5 {
+        map_with(x, dst, f64::sqrt)
+    } else if p == -1.0 {
+        map_with(x, dst, |v| 1.0 / v)
+    } else {
+        map_with(x, dst, |v| v.powf(p))
+    }
+}
+
+fn run_reduce(r: &Reduce, out: &mut [f64], get: &Reader<'_, '_>) -> bool {
+    let a = get.get(r.a);
+    let out = &mut out[..r.out_len];
+    if r.sums {
+        out.fill(0.0);
+    }
+    let rank = r.shape.len();
+    if !r.shape.contains(&0) {
+        let (n, sa, so) = (r.shape[rank - 1], r.a_strides[rank - 1], r.out_strides[rank - 1]);
+        let outer = &r.shape[..rank - 1];
+        let mut idx = [0usize; MAX_AXES];
+        loop {
+            let oa = offset(&idx[..rank - 1], &r.a_strides[..rank - 1]);
+            let oo = offset(&idx[..rank - 1], &r.out_strides[..rank - 1]);
+            match (sa, so, r.sums) {
+                (1, 1, false) => out[oo..oo + n].copy_from_slice(&a[oa..oa + n]),
+                (1, 0, _) => out[oo] += a[oa..oa + n].iter().sum::<f64>(),
+                (1, 1, true) => out[oo..oo + n]
+                    .iter_mut()
+                    .zip(&a[oa..oa + n])
+                    .for_each(|(o, x)| *o += x),
+                (_, _, false) => (0..n).for_each(|t| out[oo + t * so] = a[oa + t * sa]),
+                (_, _, true) => (0..n).for_each(|t| out[oo + t * so] += a[oa + t * sa]),
+            }
+            if next_index(&mut idx[..rank - 1], outer).is_none() {
+                break;
+            }
+        }
+    }
+    !r.check || all_finite(out)
+}
+
+/// A strided matrix view (the caller guarantees the extents fit the slice).
+fn view(data: &[f64], off: usize, m: usize, n: usize, s: (isize, isize)) -> MatRef<'_, f64> {
+    let max = if m == 0 || n == 0 {
+        0
+    } else {
+        off as isize + (m as isize - 1) * s.0 + (n as isize - 1) * s.1
+    };
+    assert!(max < data.len() as isize || m == 0 || n == 0, "view out of bounds");
+    // SAFETY: every index (i, j) with i < m, j < n maps to off + i·s.0 + j·s.1 ≤ max < len.
+    unsafe { MatRef::from_raw_parts(data.as_ptr().add(off), m, n, s.0, s.1) }
+}
+
+fn run_gemm(g: &Gemm, out: &mut [f64], get: &Reader<'_, '_>) -> bool {
+    let (a, b) = (get.get(g.a), get.get(g.b));
+    let out = &mut out[..g.out_len];
+    let (m, n, k) = (g.m, g.n, g.k);
+    if m == 0 || n == 0 {
+        return true;
+    }
+    if k == 0 {
+        out.fill(0.0);
+        return true;
+    }
+    let nb = g.batch.len();
+    let extents: [usize; MAX_AXES] = std::array::from_fn(|i| g.batch.get(i).map_or(1, |b| b.0));
+    let mut idx = [0usize; MAX_AXES];
+    loop {
+        let (mut oa, mut ob, mut oc) = (0, 0, 0);
+        for (i, &(_, sa, sb, sc)) in g.batch.iter().enumerate() {
+            oa += idx[i] * sa;
+            ob += idx[i] * sb;
+            oc += idx[i] * sc;
+        }
+        let done = if m == 1 && n == 1 {
+            out[oc] = dot(a, oa, g.a_s.1 as usize, b, ob, g.b_s.0 as usize, k);
+            true
+        } else if n == 1 {
+            gemv(a, oa, g.a_s, m, k, b, ob, g.b_s.0, out, oc, g.c_s.0)
+        } else if m == 1 {
+            gemv(b, ob, (g.b_s.1, g.b_s.0), n, k, a, oa, g.a_s.1, out, oc, g.c_s.1)
+        } else {
+            false
+        };
+        if !done {
+            // faer works best writing column-major results: for a row-major C
+            // compute Cᵀ = Bᵀ·Aᵀ instead (the same memory, strides swapped;
+            // faer's triangular product measured faster the other way).
+            let (m, n, (a, oa, a_s), (b, ob, b_s), c_s) = if !g.sym && g.c_s.1.abs() < g.c_s.0.abs() {
+                let t = |s: (isize, isize)| (s.1, s.0);
+                (n, m, (b, ob, t(g.b_s)), (a, oa, t(g.a_s)), t(g.c_s))
+            } else {
+                (m, n, (a, oa, g.a_s), (b, ob, g.b_s), g.c_s)
+            };
+            let av = view(a, oa, m, k, a_s);
+            let bv = view(b, ob, k, n, b_s);
+            let max = oc as isize + (m as isize - 1) * c_s.0 + (n as isize - 1) * c_s.1;
+            assert!(max < out.len() as isize, "gemm output out of bounds");
+            // SAFETY: in bounds (checked above); the output does not alias the inputs
+            // (the program gives every value written by a step its own buffer).
+            let cv = unsafe { MatMut::from_raw_parts_mut(out.as_mut_ptr().add(oc), m, n, c_s.0, c_s.1) };
+            if g.sym {
+                triangular::matmul(
+                    cv,
+                    triangular::BlockStructure::TriangularLower,
+                    Accum::Replace,
+                    av,
+                    triangular::BlockStructure::Rectangular,
+                    bv,
+                    triangular::BlockStructure::Rectangular,
+                    1.0,
+                    Par::Seq,
+                );
+                for i in 0..m {
+                    for j in i + 1..n {
+                        let lo = oc as isize + j as isize * c_s.0 + i as isize * c_s.1;
+                        let up = oc as isize + i as isize * c_s.0 + j as isize * c_s.1;
+                        out[up as usize] = out[lo as usize];
+                    }
+                }
+            } else {
+                matmul(cv, Accum::Replace, av, bv, 1.0, Par::Seq);
+            }
+        }
+        if nb == 0 || next_index(&mut idx[..nb], &extents[..nb]).is_none() {
+            break;
+        }
+    }
+    !g.check || all_finite(out)
+}
+
+/// `y = M·v` for an `l×k` matrix `M` (strides `ms`) and vectors `v`, `y`
+/// (strides `vs`, `ys`), when `M`'s rows or columns are contiguous and the
+/// vectors too: a dot product per row, or a sum of scaled columns. Returns
+/// false (nothing done) for other layouts. Matrix–vector products are most of
+/// the work in gradients of small problems, where a general GEMM call's setup
+/// costs more than the product (measured: 3–7 µs per 100×95 product through
+/// `matmul`, under 1 µs here).
+#[allow(clippy::too_many_arguments)]
+fn gemv(
+    m: &[f64],
+    om: usize,
+    ms: (isize, isize),
+    l: usize,
+    k: usize,
+    v: &[f64],
+    ov: usize,
+    vs: isize,
+    y: &mut [f64],
+    oy: usize,
+    ys: isize,
+) -> bool {
+    if (vs != 1 && k > 1) || (ys != 1 && l > 1) {
+        return false;
+    }
+    let v = &v[ov..ov + k];
+    let y = &mut y[oy..oy + l];
+    if ms.1 == 1 || k == 1 {
+        pulp::Arch::new().dispatch(RowDots {
+            m: &m[om..],
+            rs: ms.0 as usize,
+            v,
+            y,
+        });
+        true
+    } else if ms.0 == 1 || l == 1 {
+        pulp::Arch::new().dispatch(ColumnSums {
+            m: &m[om..],
+            cs: ms.1 as usize,
+            v,
+            y,
+        });
+        true
+    } else {
+        false
+    }
+}
+
+/// `y[i] = Σ_p m[i·rs + p]·v[p]`.
+struct RowDots<'a> {
+    m: &'a [f64],
+    rs: usize,
+    v: &'a [f64],
+    y: &'a mut [f64],
+}
+
+impl pulp::WithSimd for RowDots<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let k = self.v.len();
+        for (i, yi) in self.y.iter_mut().enumerate() {
+            *yi = dot_kernel(&self.m[i * self.rs..i * self.rs + k], self.v);
+        }
+    }
+}
+
+/// `y = Σ_p v[p]·m[p·cs ..][..len y]`.
+struct ColumnSums<'a> {
+    m: &'a [f64],
+    cs: usize,
+    v: &'a [f64],
+    y: &'a mut [f64],
+}
+
+impl pulp::WithSimd for ColumnSums<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let (l, cs) = (self.y.len(), self.cs);
+        let (m, v, y) = (self.m, self.v, self.y);
+        if l * v.len() > 16_384 {
+            // A large matrix: stream it once, in memory order, four columns
+            // at a time (y stays in the L1 cache).
+            stream_columns(m, cs, v, y);
+            return;
+        }
+        // A small one: blocks of 32 entries of y held in registers over all
+        // columns (each column segment is read once and y written once).
+        let mut i0 = 0;
+        while i0 + 32 <= l {
+            let mut acc = [0.0f64; 32];
+            for (p, &x) in v.iter().enumerate() {
+                let c = &m[p * cs + i0..p * cs + i0 + 32];
+                for j in 0..32 {
+                    acc[j] = c[j].mul_add(x, acc[j]);
+                }
+            }
+            y[i0..i0 + 32].copy_from_slice(&acc);
+            i0 += 32;
+        }
+        let rest = l - i0;
+        if rest > 0 {
+            y[i0..].fill(0.0);
+            for (p, &x) in v.iter().enumerate() {
+                let c = &m[p * cs + i0..p * cs + l];
+                for (yi, a) in y[i0..].iter_mut().zip(c) {
+                    *yi = a.mul_add(x, *yi);
+                }
+            }
+        }
+    }
+}
+
+/// `y = Σ_p v[p]·m[p·cs ..][..len y]` in one pass over `m`.
+#[inline(always)]
+fn stream_columns(m: &[f64], cs: usize, v: &[f64], y: &mut [f64]) {
+    let (l, k) = (y.len(), v.len());
+    let col = |p: usize| &m[p * cs..p * cs + l];
+    y.fill(0.0);
+    let mut p = 0;
+    while p + 4 <= k {
+        let (c0, c1, c2, c3) = (col(p), col(p + 1), col(p + 2), col(p + 3));
+        let (x0, x1, x2, x3) = (v[p], v[p + 1], v[p + 2], v[p + 3]);
+        for ((((yi, a), b), c), d) in y.iter_mut().zip(c0).zip(c1).zip(c2).zip(c3) {
+            *yi = d.mul_add(x3, c.mul_add(x2, b.mul_add(x1, a.mul_add(x0, *yi))));
+        }
+        p += 4;
+    }
+    while p < k {
+        let x = v[p];
+        for (yi, a) in y.iter_mut().zip(col(p)) {
+            *yi = a.mul_add(x, *yi);
+        }
+        p += 1;
+    }
+}
+
+/// A contiguous dot product with independent partial sums (so it vectorizes;
+/// `mul_add` is one instruction under the FMA dispatch of the callers).
+#[inline(always)]
+fn dot_kernel(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for j in 0..16 {
+            acc[j] = x[j].mul_add(y[j], acc[j]);
+        }
+    }
+    let rest: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f64>() + rest
+}
+
+/// `Σ_p a[oa + p·sa]·b[ob + p·sb]`.
+fn dot(a: &[f64], oa: usize, sa: usize, b: &[f64], ob: usize, sb: usize, k: usize) -> f64 {
+    if sa == 1 && sb == 1 {
+        dot_kernel(&a[oa..oa + k], &b[ob..ob + k])
+    } else {
+        (0..k).map(|p| a[oa + p * sa] * b[ob + p * sb]).sum()
+    }
+}
+
+fn run_lu(kind: LuKind, a: &[f64], out: &mut [f64], n: usize, batch: usize, work: &mut LuWork) -> bool {
+    for b in 0..batch {
+        let ab = &a[b * n * n..(b + 1) * n * n];
+        let ok = match kind {
+            LuKind::Inv => work.inv_into(ab, &mut out[b * n * n..(b + 1) * n * n]).is_some(),
+            LuKind::Det => work.det(ab).map(|d| out[b] = d).is_some(),
+            LuKind::LogDet => work.logdet(ab).map(|d| out[b] = d).is_some(),
+        };
+        if !ok {
+            return false;
+        }
+    }
+    let len = if kind == LuKind::Inv { batch * n * n } else { batch };
+    all_finite(&out[..len])
+}
+
+fn run_lse(a: &[f64], out: &mut [f64], len: usize, batch: usize, softmax: bool) -> bool {
+    for b in 0..batch {
+        let x = &a[b * len..(b + 1) * len];
+        let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if softmax {
+            let o = &mut out[b * len..(b + 1) * len];
+            map_with(x, o, |v| (v - m).exp());
+            let s: f64 = o.iter().sum();
+            o.iter_mut().for_each(|v| *v /= s);
+        } else {
+            let s: f64 = x.iter().map(|v| (v - m).exp()).sum();
+            out[b] = m + s.ln();
+        }
+    }
+    all_finite(&out[..if softmax { batch * len } else { batch }])
+}
