@@ -131,6 +131,69 @@ pub fn prod(a: M, b: M) -> M {
     scale(c, body)
 }
 
+/// `A X + A Y = A (X + Y)` and `X B + Y B = (X + Y) B`: a factor that every term of a
+/// sum begins (or ends) with comes out, and so does a common number, so a symmetric
+/// form reads symmetrically: `−2 W1ᵀ (D + H W2ᵀ E W2 H) W1`, `Aᵀ (diag(b) − b bᵀ) A`.
+pub fn factor_sides(terms: Vec<M>) -> M {
+    if terms.len() < 2 {
+        return M::Add(terms);
+    }
+    let split: Vec<(f64, Vec<M>)> = terms
+        .iter()
+        .map(|t| match t {
+            M::Prod(fs) => match fs.first() {
+                Some(M::Num(c)) => (*c, fs[1..].to_vec()),
+                _ => (1.0, fs.clone()),
+            },
+            _ => (1.0, Vec::new()),
+        })
+        .collect();
+    if split.iter().any(|(_, fs)| fs.len() < 2) {
+        return M::Add(terms);
+    }
+    let movable = |m: &M| !matches!(m, M::Num(_) | M::Scalar(_) | M::Index(_));
+    let first = split[0].1[0].clone();
+    let last = split[0].1[split[0].1.len() - 1].clone();
+    let left = movable(&first) && split.iter().all(|(_, fs)| fs[0] == first);
+    let right = movable(&last) && split.iter().all(|(_, fs)| fs[fs.len() - 1] == last);
+    // Each term must keep a factor of its own that is not a scalar: (M − s) x would
+    // read as a broadcast, not M − s I.
+    let keeps = |lo: usize, hi: usize| {
+        split
+            .iter()
+            .all(|(_, fs)| fs.len() > lo + hi && fs[lo..fs.len() - hi].iter().any(movable))
+    };
+    let (left, right) = (left && keeps(1, 0), right && keeps(0, 1));
+    let both = left && right && keeps(1, 1);
+    let (left, right) = match (left, right) {
+        (true, true) if both => (true, true),
+        (true, _) => (true, false),
+        (_, true) => (false, true),
+        _ => return M::Add(terms),
+    };
+    let c0 = split[0].0;
+    let common_c = if split.iter().all(|(c, _)| *c == c0) { c0 } else { 1.0 };
+    let mut inner: Vec<M> = split
+        .into_iter()
+        .map(|(c, fs)| {
+            let lo = usize::from(left);
+            let hi = fs.len() - usize::from(right);
+            let body = fs[lo..hi].iter().cloned().fold(None, |acc: Option<M>, f| match acc {
+                None => Some(f),
+                Some(a) => Some(prod(a, f)),
+            });
+            scale(c / common_c, body.expect("each term keeps a factor"))
+        })
+        .collect();
+    inner.sort_by_key(|t| (!matches!(t, M::Num(_)), is_negative(t)));
+    let mut out = if left { first } else { M::Num(1.0) };
+    out = prod(out, factor_sides(inner));
+    if right {
+        out = prod(out, last);
+    }
+    scale(common_c, out)
+}
+
 /// A scalar-valued factor for a product.
 pub fn scalar(m: M) -> M {
     match m {
@@ -346,7 +409,7 @@ impl<'g> Recover<'g> {
                 }
                 // Numbers first, then positive terms: 1 + x, a − b rather than −b + a.
                 flat.sort_by_key(|t| (!matches!(t, M::Num(_)), is_negative(t)));
-                M::Add(flat)
+                factor_sides(flat)
             }
             Node::Mul(a, b, s1, s2, s3) if a == b && s1 == s2 && s3.is_empty() => {
                 // x'x = ‖x‖², A:A = ‖A‖²_F.
