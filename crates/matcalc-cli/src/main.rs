@@ -4,7 +4,7 @@ mod output;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use matcalc::codegen;
-use matcalc::error::{Error, ErrorKind, Origin};
+use matcalc::error::{Error, ErrorKind};
 use matcalc::eval::{check, values, Tensor};
 use matcalc::input::Source;
 use matcalc::render::{self, print::Style, Form};
@@ -442,40 +442,6 @@ fn read_values(at: &[String]) -> Result<Vec<(String, Tensor)>, Failure> {
     Ok(out)
 }
 
-/// Declarations for names without one, from their values' shapes (`skip`: leave these to inference).
-fn value_decls(src: &Source, vals: &[(String, Tensor)], skip: &[String]) -> Result<String, Failure> {
-    let declared = matcalc::syntax::parse_decls(&src.decls).map_err(|e| Failure {
-        error: Box::new(e.with_origin(Origin::Decls)),
-        expr: src.expr.clone(),
-        decls: src.decls.clone(),
-    })?;
-    let mut all_decls = src.decls.clone();
-    for (n, t) in vals {
-        if declared.iter().any(|d| d.name == *n) || skip.contains(n) {
-            continue;
-        }
-        let d = match t.shape() {
-            [] => format!("{n}: scalar"),
-            [k] => format!("{n}: vector({k})"),
-            [r, c] => format!("{n}: matrix({r}, {c})"),
-            s => {
-                return Err(plain(
-                    Error::new(
-                        ErrorKind::Value,
-                        format!("`{n}` has {} axes; variables are scalars, vectors or matrices", s.len()),
-                    )
-                    .hint("give a number, an array, or an array of rows"),
-                ))
-            }
-        };
-        if !all_decls.is_empty() {
-            all_decls.push_str("; ");
-        }
-        all_decls.push_str(&d);
-    }
-    Ok(all_decls)
-}
-
 /// A batched evaluation: the one `--wrt` variable whose value has an extra
 /// leading axis, and the problem typed with its per-point shape.
 fn batched_problem(
@@ -486,7 +452,7 @@ fn batched_problem(
     if wrt.is_empty() {
         return None;
     }
-    let all = value_decls(src, vals, wrt).ok()?;
+    let all = src.decls_with_values(vals, wrt).ok()?;
     let p = src.problem_with(&all).ok()?;
     let mut hits = wrt.iter().filter(|w| {
         let order = p.graph.var_index(w).map(|i| p.graph.vars[i].shape.len());
@@ -510,7 +476,7 @@ fn eval(a: EvalArgs) -> CmdResult {
         Some((p, all, v)) => (p, all, Some(v)),
         None => {
             // Names without declarations take their shapes from their values.
-            let all = value_decls(&src, &vals, &[])?;
+            let all = src.decls_with_values(&vals, &[]).map_err(with_src(&src))?;
             let p = src.problem_with(&all).map_err(|e| Failure {
                 error: Box::new(e),
                 expr: src.expr.clone(),

@@ -789,29 +789,7 @@ pub struct EvalOptions {
 /// declarations take their shapes from their values. Errors in added
 /// declarations point past the end of [`Source::decls`].
 pub fn evaluate(src: &Source, vals: Vec<(String, Tensor)>, opts: &EvalOptions) -> Result<Evaluation> {
-    let declared = crate::syntax::parse_decls(&src.decls).map_err(|e| e.with_origin(Origin::Decls))?;
-    let mut all_decls = src.decls.clone();
-    for (n, t) in &vals {
-        if declared.iter().any(|d| d.name == *n) {
-            continue;
-        }
-        let d = match t.shape() {
-            [] => format!("{n}: scalar"),
-            [k] => format!("{n}: vector({k})"),
-            [r, c] => format!("{n}: matrix({r}, {c})"),
-            s => {
-                return Err(Error::new(
-                    ErrorKind::Value,
-                    format!("`{n}` has {} axes; variables are scalars, vectors or matrices", s.len()),
-                )
-                .hint("give a number, an array, or an array of rows"))
-            }
-        };
-        if !all_decls.is_empty() {
-            all_decls.push_str("; ");
-        }
-        all_decls.push_str(&d);
-    }
+    let all_decls = src.decls_with_values(&vals, &[])?;
     let mut p = src.problem_with(&all_decls)?;
     let ds = if opts.wrt.is_empty() {
         Vec::new()

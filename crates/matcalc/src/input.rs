@@ -82,6 +82,35 @@ impl Source {
         }
     }
 
+    /// The declarations extended with one for every valued name that has none,
+    /// from the value's shape (`skip`: names left to inference, e.g. a batched variable).
+    pub fn decls_with_values(&self, vals: &[(String, crate::eval::Tensor)], skip: &[String]) -> Result<String> {
+        let declared = crate::syntax::parse_decls(&self.decls).map_err(|e| e.with_origin(Origin::Decls))?;
+        let mut all = self.decls.clone();
+        for (n, t) in vals {
+            if declared.iter().any(|d| d.name == *n) || skip.contains(n) {
+                continue;
+            }
+            let d = match t.shape() {
+                [] => format!("{n}: scalar"),
+                [k] => format!("{n}: vector({k})"),
+                [r, c] => format!("{n}: matrix({r}, {c})"),
+                s => {
+                    return Err(Error::new(
+                        ErrorKind::Value,
+                        format!("`{n}` has {} axes; variables are scalars, vectors or matrices", s.len()),
+                    )
+                    .hint("give a number, an array, or an array of rows"))
+                }
+            };
+            if !all.is_empty() {
+                all.push_str("; ");
+            }
+            all.push_str(&d);
+        }
+        Ok(all)
+    }
+
     /// The variables to differentiate by: `wrt` if given, else those LaTeX
     /// input names on the left (`L(x) :=`) or "with respect to".
     pub fn wrt_or_default(&self, wrt: &[String]) -> Result<Vec<String>> {

@@ -751,6 +751,38 @@ pub fn substitute(g: &mut Graph, e: Id, map: &FxHashMap<Id, Id>) -> Id {
     new[&e]
 }
 
+/// Whether the right side `D` of `G : D` is written in parentheses: a sum, an
+/// elementwise product or quotient, a negated product, or a product holding one
+/// (`2 z : (c ⊙ db)`, `G : (−b dX b)`).
+pub(crate) fn rhs_grouped(m: &M) -> bool {
+    match m {
+        M::Add(_) | M::Had(_) | M::Div(..) => true,
+        M::Prod(fs) => {
+            matches!(fs.first(), Some(M::Num(c)) if *c < 0.0) || fs.iter().any(|f| matches!(f, M::Had(_) | M::Div(..)))
+        }
+        _ => false,
+    }
+}
+
+/// A number times an elementwise product, the left side written `2 (k ⊙ h) : dg`.
+pub(crate) fn scaled_elementwise(m: &M) -> Option<(&M, &M)> {
+    match m {
+        M::Prod(fs) if fs.len() == 2 && matches!(fs[0], M::Num(_)) && matches!(fs[1], M::Had(_) | M::Div(..)) => {
+            Some((&fs[0], &fs[1]))
+        }
+        _ => None,
+    }
+}
+
+/// `(s)`, `\left(s\right)` in LaTeX.
+fn wrap_always(s: String, style: &Style) -> String {
+    if style.flavour == Flavour::Latex {
+        format!("\\left({s}\\right)")
+    } else {
+        format!("({s})")
+    }
+}
+
 /// `G₁ : D₁ + G₂ : D₂ + …`, with signs pulled to the front of each term.
 pub(crate) fn frobenius_sum(parts: &[(M, M)], style: &Style) -> String {
     if parts.is_empty() {
@@ -766,45 +798,27 @@ pub(crate) fn frobenius_sum(parts: &[(M, M)], style: &Style) -> String {
         let gs = print::print(gm, style);
         let ds = print::print(dm, style);
         let wrap = |s: String, m: &M| {
-            let compound = match m {
-                M::Add(_) | M::Had(_) | M::Div(..) => true,
-                M::Prod(fs) => s.starts_with(style.minus) || fs.iter().any(|f| matches!(f, M::Had(_) | M::Div(..))),
-                _ => false,
-            };
-            if compound {
-                if style.flavour == Flavour::Latex {
-                    format!("\\left({s}\\right)")
-                } else {
-                    format!("({s})")
-                }
+            if rhs_grouped(m) {
+                wrap_always(s, style)
             } else {
                 s
             }
         };
-        let gs = match gm {
-            M::Add(_) | M::Had(_) => wrap(gs, gm),
-            // 2 (g ⊙ k) : dc, not 2 g ⊙ k : dc.
-            M::Prod(fs) if fs.len() == 2 && matches!(fs[0], M::Num(_)) && matches!(fs[1], M::Had(_) | M::Div(..)) => {
-                let c = print::print(&fs[0], style);
-                let rest = print::print(&fs[1], style);
-                let c = if c == style.minus.to_string() + "1" {
-                    style.minus.to_string()
-                } else {
-                    c + " "
-                };
-                let open = if style.flavour == Flavour::Latex {
-                    "\\left("
-                } else {
-                    "("
-                };
-                let close = if style.flavour == Flavour::Latex {
-                    "\\right)"
-                } else {
-                    ")"
-                };
-                format!("{c}{open}{rest}{close}")
-            }
-            _ => gs,
+        // 2 (g ⊙ k) : dc, not 2 g ⊙ k : dc.
+        let gs = if let Some((c, rest)) = scaled_elementwise(gm) {
+            let c = print::print(c, style);
+            let c = if c == style.minus.to_string() + "1" {
+                style.minus.to_string()
+            } else {
+                c + " "
+            };
+            let rest = print::print(rest, style);
+            let rest = wrap_always(rest, style);
+            format!("{c}{rest}")
+        } else if matches!(gm, M::Add(_) | M::Had(_)) {
+            wrap(gs, gm)
+        } else {
+            gs
         };
         let ds = wrap(ds, dm);
         let (neg, gs) = match gs.strip_prefix(style.minus) {

@@ -1,7 +1,7 @@
 //! Printing an explanation as Unicode text, LaTeX (one `aligned` block) or Markdown.
 
 use super::rules::{differential_symbol, Identity, Rule, DIFF_MARK};
-use super::{frobenius_sum, Differential, Explanation, Line, Reason};
+use super::{frobenius_sum, scaled_elementwise, Differential, Explanation, Line, Reason};
 use crate::ir::{Id, Node};
 use crate::render::mexpr::{self, Recover, M};
 use crate::render::print::{self, Flavour, Style};
@@ -603,14 +603,7 @@ impl Explanation {
         use crate::render::mathml as ml;
         let wrap = |m: &M| {
             let s = ml::expr(m);
-            let compound = match m {
-                M::Add(_) | M::Had(_) | M::Div(..) => true,
-                M::Prod(fs) => {
-                    matches!(fs.first(), Some(M::Num(c)) if *c < 0.0)
-                        || fs.iter().any(|f| matches!(f, M::Had(_) | M::Div(..)))
-                }
-                _ => false,
-            };
+            let compound = super::rhs_grouped(m);
             if compound {
                 ml::fenced("(", s, ")")
             } else {
@@ -626,18 +619,13 @@ impl Explanation {
                         parts.push(ml::mo("+"));
                     }
                     let (gm, dm) = (p.m(g), p.m(dv));
-                    let compound = matches!(gm, M::Add(_) | M::Had(_));
-                    let gs = match &gm {
-                        // 2 (k ⊙ h) : dg
-                        M::Prod(fs)
-                            if fs.len() == 2
-                                && matches!(fs[0], M::Num(_))
-                                && matches!(fs[1], M::Had(_) | M::Div(..)) =>
-                        {
-                            ml::mrow(&[ml::expr(&fs[0]), ml::fenced("(", ml::expr(&fs[1]), ")")])
-                        }
-                        _ if compound => ml::fenced("(", ml::expr(&gm), ")"),
-                        _ => ml::expr(&gm),
+                    // 2 (k ⊙ h) : dg
+                    let gs = if let Some((c, rest)) = scaled_elementwise(&gm) {
+                        ml::mrow(&[ml::expr(c), ml::fenced("(", ml::expr(rest), ")")])
+                    } else if matches!(gm, M::Add(_) | M::Had(_)) {
+                        ml::fenced("(", ml::expr(&gm), ")")
+                    } else {
+                        ml::expr(&gm)
                     };
                     parts.push(gs);
                     parts.push(ml::mo(":"));
