@@ -113,25 +113,39 @@ const C4: f64 = -2.755_731_435_139_066_330_35e-7;
 const C5: f64 = 2.087_572_321_298_174_827_90e-9;
 const C6: f64 = -1.135_964_755_778_819_482_65e-11;
 
+/// Adding then subtracting 1.5·2⁵² rounds to an integer (for |x| < 2⁵¹),
+/// and leaves that integer's low bits in the sum's low mantissa bits.
+const ROUND: f64 = 6_755_399_441_055_744.0;
+
 #[inline(always)]
 fn sincos_loop<const COS: bool>(x: &[f64], dst: &mut [f64]) {
     for (d, &v) in dst.iter_mut().zip(x) {
         // Clamp so out-of-range arguments stay harmless (they are fixed up after).
         let v = if v.abs() <= TRIG_MAX { v } else { 0.0 };
-        let n = (v * FRAC_2_PI).round();
-        let r = ((v - n * PIO2_1) - n * PIO2_2) - n * PIO2_3;
+        let t = v.mul_add(FRAC_2_PI, ROUND);
+        let n = t - ROUND;
+        let r = (-n).mul_add(PIO2_3, (-n).mul_add(PIO2_2, (-n).mul_add(PIO2_1, v)));
         let z = r * r;
-        let s = r + z * r * (S1 + z * (S2 + z * (S3 + z * (S4 + z * (S5 + z * S6)))));
-        let p = z * (C1 + z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * C6)))));
+        let ps = S6
+            .mul_add(z, S5)
+            .mul_add(z, S4)
+            .mul_add(z, S3)
+            .mul_add(z, S2)
+            .mul_add(z, S1);
+        let s = (z * r).mul_add(ps, r);
+        let pc = C6
+            .mul_add(z, C5)
+            .mul_add(z, C4)
+            .mul_add(z, C3)
+            .mul_add(z, C2)
+            .mul_add(z, C1);
         let hz = 0.5 * z;
         let w = 1.0 - hz;
-        let c = w + (((1.0 - w) - hz) + z * p);
-        // Quadrant q = n mod 4 (cos(x) = sin(x + π/2): shift by one).
-        let n = if COS { n + 1.0 } else { n };
-        let q = n - 4.0 * (n * 0.25).floor();
-        let odd = q == 1.0 || q == 3.0;
-        let val = if odd { c } else { s };
-        *d = if q >= 2.0 { -val } else { val };
+        let c = w + z.mul_add(z * pc, (1.0 - w) - hz);
+        // Quadrant q = n mod 4 from the rounding's low bits (cos(x) = sin(x + π/2): shift by one).
+        let q = t.to_bits().wrapping_add(COS as u64);
+        let val = if q & 1 == 1 { c } else { s };
+        *d = f64::from_bits(val.to_bits() ^ ((q & 2) << 62));
     }
 }
 
@@ -149,12 +163,12 @@ const P5: f64 = 4.138_136_797_057_238_460_39e-8;
 #[inline(always)]
 fn exp_kernel(v: f64) -> f64 {
     let v = if v > EXP_MIN && v < EXP_MAX { v } else { 0.0 };
-    let k = (v * INV_LN2).round();
-    let hi = v - k * LN2_HI;
+    let k = v.mul_add(INV_LN2, ROUND) - ROUND;
+    let hi = (-k).mul_add(LN2_HI, v);
     let lo = k * LN2_LO;
     let r = hi - lo;
     let t = r * r;
-    let c = r - t * (P1 + t * (P2 + t * (P3 + t * (P4 + t * P5))));
+    let c = (-t).mul_add(P5.mul_add(t, P4).mul_add(t, P3).mul_add(t, P2).mul_add(t, P1), r);
     let y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi);
     // 2^k from its bits: k + 1023 in the low bits of 2^52 + (k + 1023).
     let two_k = f64::from_bits((k + (1023.0 + 4_503_599_627_370_496.0)).to_bits() << 52);
