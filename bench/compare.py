@@ -8,7 +8,8 @@ pinned to one thread (environment set below, before NumPy and JAX load), faer
 uses `Par::Seq`. matcalc is timed in-process by `plan_bench` (an example of the
 `matcalc` crate, built here) so process start-up and I/O are not timed. Every
 timing is the median over several runs of the per-call time of a loop of calls;
-JAX results are blocked on (`block_until_ready`) and its CPU dispatch is
+matcalc and its peers take turns, run by run, so a slow spell of the shared
+machine hits them alike; JAX results are blocked on (`block_until_ready`) and its CPU dispatch is
 synchronous. The multiply-add floor of the headline Hessian is its cheapest
 evaluation's multiply-adds divided by faer's single-thread GEMM rate measured
 in the same run.
@@ -49,21 +50,22 @@ SECONDS = 0.05 if ARGS.quick else 0.25
 RUNS = 3 if ARGS.quick else 7
 
 
-def timed(fn, *args):
-    """Median seconds per call of fn(*args) (after warm-up and calibration)."""
+def calibrated(fn, *args):
+    """After warm-up, the number of calls of fn(*args) that take about SECONDS."""
     fn(*args)
     fn(*args)
     t0 = time.perf_counter()
     fn(*args)
     once = max(time.perf_counter() - t0, 1e-9)
-    n = max(1, min(1_000_000, int(SECONDS / once)))
-    per = []
-    for _ in range(RUNS):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn(*args)
-        per.append((time.perf_counter() - t0) / n)
-    return float(np.median(per))
+    return max(1, min(1_000_000, int(SECONDS / once)))
+
+
+def one_run(fn, args, n):
+    """Seconds per call over a loop of n calls."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn(*args)
+    return (time.perf_counter() - t0) / n
 
 
 def build():
@@ -76,9 +78,9 @@ def build():
     )
 
 
-def plan_bench(*args):
+def plan_bench(*args, runs=RUNS):
     out = subprocess.run(
-        [BENCH_BIN, *args, "--seconds", str(SECONDS), "--runs", str(RUNS)],
+        [BENCH_BIN, *args, "--seconds", str(SECONDS), "--runs", str(runs)],
         check=True,
         capture_output=True,
         text=True,
@@ -103,13 +105,26 @@ class Values:
         return out
 
 
-def matcalc(expr, decl, at, wrt=(), order=1, batch=None):
+def matcalc_args(expr, decl, at, wrt=(), order=1, batch=None):
     args = ["eval", "--expr", expr, "--decl", decl, "--order", str(order), *at]
     for w in wrt:
         args += ["--wrt", w]
     if batch:
         args += ["--batch", batch]
-    return plan_bench(*args)["median"]
+    return args
+
+
+def interleaved(mc, peers):
+    """Median seconds per call of matcalc and of each peer (fn, args), the
+    tools taking turns run by run so that a slow spell of the machine (other
+    tenants, frequency changes) hits them alike."""
+    cal = [calibrated(fn, *args) for fn, args in peers]
+    times = [[] for _ in range(1 + len(peers))]
+    for _ in range(RUNS):
+        times[0].append(plan_bench(*mc, runs=1)["median"])
+        for i, ((fn, args), n) in enumerate(zip(peers, cal)):
+            times[i + 1].append(one_run(fn, args, n))
+    return [float(np.median(t)) for t in times]
 
 
 # ---------------------------------------------------------------------------
@@ -327,20 +342,21 @@ def main():
             ("(d) logdet gradient", (LOGDET, LOGDET_DECL, ld_at, ("X",)), np_ld_grad, "ld_grad", (Xd, Ad)),
         ]
         for name, mc, npf, key, args in cases:
-            tm = matcalc(*mc)
-            tn = timed(npf, *args)
-            tj = timed(j[key], *jto(*args))
-            tt = timed(t[key], *tto(*args)) if t else None
+            peers = [(npf, args), (j[key], jto(*args))] + ([(t[key], tto(*args))] if t else [])
+            tm, tn, tj, *tt = interleaved(matcalc_args(*mc), peers)
+            tt = tt[0] if t else None
             rows.append((name, tm, tn, tj, tt))
             print(f"  {name}: matcalc {tm * 1e6:.1f} µs", file=sys.stderr)
     gemm = plan_bench("gemm", "--m", "512", "--n", "512", "--k", "512")["macs_per_s"]
 
     by = {r[0]: r for r in rows}
     # The cheapest evaluation of the printed Hessian
-    # −2 (W1ᵀ Diag(b ⊙ u) W1 + W1ᵀ Diag(h) W2ᵀ Diag(d² − g²) W2 Diag(h) W1):
-    # P = W2 Diag(h) W1 (n·r·n), Pᵀ D P (symmetric rank-n update, n·n·n/2),
-    # W1ᵀ D W1 (symmetric rank-r update, n·n·r/2); the O(n²) and O(n·r) terms are left out.
-    floor_macs = n * r * n + n * n * n / 2 + n * n * r / 2
+    # −2 W1ᵀ (Diag(b ⊙ u) + Diag(h) W2ᵀ Diag(d² − g²) W2 Diag(h)) W1, symmetry exploited,
+    # scalings by Diag and the O(n²), O(n·r) terms left out; the cheaper of two groupings:
+    # inner first: Q = (W2 Diag(h))ᵀ D (W2 Diag(h)) (symmetric, n·r·r/2), M·W1 (r·r·n),
+    #   W1ᵀ (M W1) (symmetric, n·n·r/2);
+    # P first: P = W2 Diag(h) W1 (n·r·n), Pᵀ D P (symmetric, n·n·n/2), W1ᵀ D W1 (symmetric, n·n·r/2).
+    floor_macs = min(n * r * r / 2 + r * r * n + n * n * r / 2, n * r * n + n * n * n / 2 + n * n * r / 2)
     floor = floor_macs / gemm
     lines = []
     has_t = t is not None

@@ -322,3 +322,75 @@ fn plan_matches_interpreter_at_larger_sizes() {
         compare_batched(&p, &mut c, wrt, 6, &dv).unwrap_or_else(|e| panic!("{expr} (batched): {e}"));
     }
 }
+
+/// Multiply-adds of the plan's products, from its summary (a symmetric
+/// product computes half).
+fn product_macs(summary: &str) -> f64 {
+    summary
+        .lines()
+        .filter_map(|l| {
+            let sym = l.starts_with("symmetric product ");
+            let rest = l
+                .strip_prefix("symmetric product ")
+                .or_else(|| l.strip_prefix("product "))?;
+            let dims: Vec<f64> = rest
+                .split_whitespace()
+                .next()?
+                .split('×')
+                .map(|d| d.parse().unwrap())
+                .collect();
+            Some(dims.iter().product::<f64>() * if sym { 0.5 } else { 1.0 })
+        })
+        .sum()
+}
+
+/// Chains of products are regrouped at the evaluation's sizes: the headline
+/// Hessian's `Diag(h) W2ᵀ Diag(d) W2 Diag(h) W1` becomes `(W2ᵀ D W2)` (a
+/// symmetric product) times `Diag(h) W1`, and a chain of rectangular
+/// matrices takes its cheapest order; the numbers stay the interpreter's.
+#[test]
+fn product_chains_take_their_cheapest_grouping() {
+    let cases = [
+        (
+            "norm2(sin(W2*cos(W1*x)))^2",
+            "W1: matrix(r, n); W2: matrix(n, r)",
+            "x",
+            2,
+            vec![("r", 95), ("n", 100)],
+            "symmetric product 95×100×95",
+            // n·r²/2 + r²·n + n²·r/2 plus the gradient's four matrix–vector products.
+            95.0 * 95.0 * 100.0 * 0.5 + 95.0 * 95.0 * 100.0 + 100.0 * 100.0 * 95.0 * 0.5 + 4.0 * 9500.0,
+        ),
+        (
+            "norm2(A*B*C)^2",
+            "A: matrix(n, m); B: matrix(m, n); C: matrix(n, m)",
+            "A",
+            0,
+            vec![("m", 4), ("n", 60)],
+            "product",
+            // A·(B·C) at m = 4, n = 60: 4·60·4 + 60·4·4, where (A·B)·C costs 2·60·4·60.
+            2.0 * 4.0 * 60.0 * 4.0,
+        ),
+    ];
+    for (expr, decl, wrt, order, dims, must, max_macs) in cases {
+        let mut p = Problem::new(expr, decl).unwrap();
+        let ds = if order == 0 {
+            Vec::new()
+        } else {
+            p.derive(&[wrt.to_string()], order).unwrap()
+        };
+        let mut c = Compiled::new(p.clone(), ds);
+        let explicit: Vec<(String, usize)> = dims.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+        let mut rng = StdRng::seed_from_u64(9);
+        let dv = sample_dims(&p.graph, &explicit, &mut rng);
+        let vals = sample_values(&p.graph, p.root, &dv, &mut rng);
+        compare(&p, &mut c, &vals, &dv).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        let summary = c.plan_summary();
+        assert!(summary.contains(must), "{expr}:\n{summary}");
+        let macs = product_macs(&summary);
+        assert!(
+            macs <= max_macs * 1.001,
+            "{expr}: {macs} multiply-adds > {max_macs}\n{summary}"
+        );
+    }
+}

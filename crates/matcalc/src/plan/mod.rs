@@ -37,6 +37,7 @@
 //! # Ok::<(), matcalc::Error>(())
 //! ```
 
+mod assoc;
 mod lower;
 mod program;
 mod vmath;
@@ -345,7 +346,17 @@ impl Compiled {
             .filter(|d| d.wrt.len() == 2 && d.wrt[0] == d.wrt[1] && g.order(d.id) == 2)
             .map(|d| d.id)
             .collect();
-        let lowered = lower::lower(g, &self.roots, &symmetric, self.problem.root, &dims, batch)?;
+        // Chains of matrix products regrouped for these sizes (a copy of the
+        // graph with the new groupings, when any is worth it).
+        let lowered = match assoc::reassociate(g, &self.roots, &dims, batch.map(|b| b.0)) {
+            Some((g2, map)) => {
+                let roots: Vec<Id> = self.roots.iter().map(|r| map[r]).collect();
+                let symmetric: Vec<Id> = symmetric.iter().map(|r| map[r]).collect();
+                let primal = map.get(&self.problem.root).copied().unwrap_or(self.problem.root);
+                lower::lower(&g2, &roots, &symmetric, primal, &dims, batch)?
+            }
+            None => lower::lower(g, &self.roots, &symmetric, self.problem.root, &dims, batch)?,
+        };
         let shapes = self
             .used
             .iter()
