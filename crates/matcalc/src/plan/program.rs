@@ -488,7 +488,7 @@ fn map_chunk(f: Func, x: &[f64], dst: &mut [f64]) {
         Func::Sin => super::vmath::sin(x, dst),
         Func::Cos => super::vmath::cos(x, dst),
         Func::Exp => super::vmath::exp(x, dst),
-        Func::Log => map_with(x, dst, f64::ln),
+        Func::Log => super::vmath::log(x, dst),
         Func::Tanh => super::vmath::tanh(x, dst),
         Func::Abs => map_with(x, dst, f64::abs),
         Func::Relu => map_with(x, dst, |v| v.max(0.0)),

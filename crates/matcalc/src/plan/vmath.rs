@@ -27,6 +27,7 @@ enum Which {
     Cos,
     Exp,
     Tanh,
+    Log,
 }
 
 impl pulp::WithSimd for Apply<'_> {
@@ -39,6 +40,7 @@ impl pulp::WithSimd for Apply<'_> {
             Which::Cos => sincos_loop::<true>(x, dst),
             Which::Exp => dst.iter_mut().zip(x).for_each(|(d, &v)| *d = exp_kernel(v)),
             Which::Tanh => dst.iter_mut().zip(x).for_each(|(d, &v)| *d = tanh_kernel(v)),
+            Which::Log => dst.iter_mut().zip(x).for_each(|(d, &v)| *d = log_kernel(v)),
         }
     }
 }
@@ -81,6 +83,16 @@ pub(crate) fn tanh(x: &[f64], dst: &mut [f64]) {
         dst: &mut *dst,
     });
     fix_up(x, dst, f64::is_finite, f64::tanh);
+}
+
+/// `dst[i] = x[i].ln()`.
+pub(crate) fn log(x: &[f64], dst: &mut [f64]) {
+    Arch::new().dispatch(Apply {
+        which: Which::Log,
+        x,
+        dst: &mut *dst,
+    });
+    fix_up(x, dst, |v| v >= f64::MIN_POSITIVE && v < f64::INFINITY, f64::ln);
 }
 
 /// Recompute with `exact` where `ok` does not hold.
@@ -175,6 +187,38 @@ fn exp_kernel(v: f64) -> f64 {
     y * two_k
 }
 
+const LG1: f64 = 6.666_666_666_666_735_130e-1;
+const LG2: f64 = 3.999_999_999_940_941_908e-1;
+const LG3: f64 = 2.857_142_874_366_239_149e-1;
+const LG4: f64 = 2.222_219_843_214_978_396e-1;
+const LG5: f64 = 1.818_357_216_161_805_012e-1;
+const LG6: f64 = 1.531_383_769_920_937_332e-1;
+const LG7: f64 = 1.479_819_860_511_658_591e-1;
+
+/// fdlibm's log for positive normal finite `v` (others are fixed up after):
+/// `v = 2ᵏ·m` with `m ∈ [√2/2, √2)`, `f = m − 1`, `s = f/(2 + f)`, and
+/// `log(1 + f) = f − s·(f − R(s²))` with its minimax polynomial R.
+#[inline(always)]
+fn log_kernel(v: f64) -> f64 {
+    let bits = v.to_bits();
+    // Exponent and mantissa from the bits; the mantissa moved into [√2/2, √2).
+    let e = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    let m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    let big = m > std::f64::consts::SQRT_2;
+    let m = if big { 0.5 * m } else { m };
+    // k as a float without an integer conversion: the bits of 1.5·2⁵² plus k.
+    let k = f64::from_bits(ROUND.to_bits().wrapping_add((e + i64::from(big)) as u64)) - ROUND;
+    let f = m - 1.0;
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let w = z * z;
+    let t1 = w * LG6.mul_add(w, LG4).mul_add(w, LG2);
+    let t2 = z * LG7.mul_add(w, LG5).mul_add(w, LG3).mul_add(w, LG1);
+    let r = t2 + t1;
+    let hfsq = 0.5 * f * f;
+    k.mul_add(LN2_HI, -((hfsq - s.mul_add(hfsq + r, k * LN2_LO)) - f))
+}
+
 const TP0: f64 = -9.643_991_794_250_522_386_28e-1;
 const TP1: f64 = -9.928_772_310_019_185_865_64e1;
 const TP2: f64 = -1.614_687_684_417_084_479_52e3;
@@ -260,5 +304,11 @@ mod tests {
         compare(cos, f64::cos, &xs, 4.0);
         compare(exp, f64::exp, &xs, 2.0);
         compare(tanh, f64::tanh, &xs, 3.0);
+        compare(log, f64::ln, &xs, 2.0);
+        let more: Vec<f64> = (1..20000)
+            .map(|i| i as f64 * 1.37e-3)
+            .chain((-300..300).map(|e| 1.7f64.powi(e)))
+            .collect();
+        compare(log, f64::ln, &more, 2.0);
     }
 }
