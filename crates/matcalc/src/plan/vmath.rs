@@ -92,7 +92,7 @@ pub(crate) fn log(x: &[f64], dst: &mut [f64]) {
         x,
         dst: &mut *dst,
     });
-    fix_up(x, dst, |v| v >= f64::MIN_POSITIVE && v < f64::INFINITY, f64::ln);
+    fix_up(x, dst, |v| (f64::MIN_POSITIVE..f64::INFINITY).contains(&v), f64::ln);
 }
 
 /// Recompute with `exact` where `ok` does not hold.
