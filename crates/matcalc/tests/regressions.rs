@@ -196,3 +196,15 @@ fn index_notation_of_zero_tensor_is_not_debug_output() {
     let text = r.lines(&Style::EXPR).1.remove(0);
     assert!(!text.contains("Fill(") && !text.contains("Sym("), "{text}");
 }
+
+/// `∂/∂x` of `sum(x.^4) * (x.^4 - y)'*A*x` printed
+/// `… x.^3.*((sum(x.^4)*A + (x.^4 - y)'*A)*x)`, which does not parse back:
+/// `factor_sides` (render/mexpr.rs) took the common last factor `x` out of
+/// `sum(x.^4)*A*x + (x.^4 - y)'*A*x`, a vector plus a broadcast scalar, leaving
+/// a matrix plus a row vector. Sums with a broadcast term are not factored.
+#[test]
+fn printed_factored_sum_with_broadcast_term() {
+    let expr = "((((x' .* x') .* (x' .* x')) - y') * (((A / (1 + (z'*z) .^ 2)) + (A / (1 + (z'*z) .^ 2))) * (-(((-x) * (x .^ 3)') * (-x)))))";
+    assert_derivative_round_trip(expr, "x", 1, &[(1, 1), (2, 3)]);
+    assert_derivative_round_trip("sum(x.^4)*(x.^4 - y)'*A*x", "x", 1, &[(1, 1), (3, 2)]);
+}

@@ -409,7 +409,13 @@ impl<'g> Recover<'g> {
                 }
                 // Numbers first, then positive terms: 1 + x, a − b rather than −b + a.
                 flat.sort_by_key(|t| (!matches!(t, M::Num(_)), is_negative(t)));
-                factor_sides(flat)
+                // A common factor comes out only when every term has the sum's
+                // shape: s A x + (bᵀ A x)𝟏 is not (s A + bᵀ A) x.
+                if ts.iter().any(|&t| is_broadcast(g, t)) {
+                    M::Add(flat)
+                } else {
+                    factor_sides(flat)
+                }
             }
             Node::Mul(a, b, s1, s2, s3) if a == b && s1 == s2 && s3.is_empty() => {
                 // x'x = ‖x‖², A:A = ‖A‖²_F.
