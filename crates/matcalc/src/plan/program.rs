@@ -163,6 +163,23 @@ pub(crate) struct Program {
 /// otherwise; eight independent sums so the loop vectorizes.
 #[inline(always)]
 pub(crate) fn all_finite(x: &[f64]) -> bool {
+    if x.len() >= 4096 {
+        // A large array: under the CPU's vector extensions.
+        struct Finite<'a>(&'a [f64]);
+        impl pulp::WithSimd for Finite<'_> {
+            type Output = bool;
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, _: S) -> bool {
+                finite_sum(self.0)
+            }
+        }
+        return pulp::Arch::new().dispatch(Finite(x));
+    }
+    finite_sum(x)
+}
+
+#[inline(always)]
+fn finite_sum(x: &[f64]) -> bool {
     let mut acc = [0.0f64; 8];
     let mut chunks = x.chunks_exact(8);
     for c in &mut chunks {
@@ -213,10 +230,32 @@ impl Program {
             ..
         } = self;
         for step in steps.iter_mut() {
+            // The fused loops, sums and products run here, not in closures,
+            // so that they are compiled under this function's vector extensions.
+            let out = match step {
+                Step::Fused(f) => f.out,
+                Step::Reduce(r) => r.out,
+                Step::Gemm(g) => g.out,
+                _ => u32::MAX,
+            };
+            if out != u32::MAX {
+                let ob = val_buf[out as usize] as usize;
+                let mut o = std::mem::take(&mut bufs[ob]);
+                let get = Reader { val_buf, bufs, inputs };
+                let ok = match step {
+                    Step::Fused(f) => run_fused(f, &mut o, &get, regs, warned),
+                    Step::Reduce(r) => run_reduce(r, &mut o, &get),
+                    Step::Gemm(g) => run_gemm(g, &mut o, &get),
+                    _ => unreachable!("steps with an output buffer"),
+                };
+                bufs[ob] = o;
+                if !ok {
+                    return false;
+                }
+                continue;
+            }
             let ok = match step {
-                Step::Fused(f) => run_fused(f, val_buf, bufs, regs, warned, inputs),
-                Step::Reduce(r) => with_out(r.out, val_buf, bufs, inputs, |out, get| run_reduce(r, out, get)),
-                Step::Gemm(g) => with_out(g.out, val_buf, bufs, inputs, |out, get| run_gemm(g, out, get)),
+                Step::Fused(_) | Step::Reduce(_) | Step::Gemm(_) => unreachable!("run above"),
                 Step::Lu {
                     kind,
                     a,
@@ -337,23 +376,16 @@ fn offset(idx: &[usize], strides: &[usize]) -> usize {
 }
 
 #[inline(always)]
-fn run_fused<'v>(
-    f: &mut Fused,
-    val_buf: &[u32],
-    bufs: &mut [Vec<f64>],
-    regs: &mut [f64],
-    warned: &mut [bool],
-    inputs: &Inputs<'v>,
-) -> bool {
+fn run_fused(f: &mut Fused, out: &mut [f64], get: &Reader<'_, '_>, regs: &mut [f64], warned: &mut [bool]) -> bool {
     let Fused {
-        out,
         shape,
         leaves,
         ops,
         checked,
         direct,
+        ..
     } = f;
-    with_out(*out, val_buf, bufs, inputs, |out, get| {
+    {
         let rank = shape.len();
         let inner = shape[rank - 1];
         let outer = &shape[..rank - 1];
@@ -449,7 +481,7 @@ fn run_fused<'v>(
             }
         }
         ok
-    })
+    }
 }
 
 /// `dst = a op b` where each side is a chunk (`Ok`) or a constant (`Err`).
