@@ -1005,8 +1005,8 @@ pub fn check_value(p: &Problem, expr: &str, n: usize, m: usize, seed: u64) -> Re
         let nudged = oracle::Env {
             vars: env
                 .vars
-                .iter()
-                .map(|(k, _)| {
+                .keys()
+                .map(|k| {
                     let i = p.graph.vars.iter().position(|v| &v.name == k).expect("a variable");
                     let t = vals[i].as_ref().expect("sampled");
                     let d: Vec<f64> = t.data().iter().map(|x| x * (1.0 + 1e-12)).collect();
