@@ -346,8 +346,9 @@ fn product_macs(summary: &str) -> f64 {
 
 /// Chains of products are regrouped at the evaluation's sizes: the headline
 /// Hessian's `Diag(h) W2ᵀ Diag(d) W2 Diag(h) W1` becomes `(W2ᵀ D W2)` (a
-/// symmetric product) times `Diag(h) W1`, and a chain of rectangular
-/// matrices takes its cheapest order; the numbers stay the interpreter's.
+/// symmetric product) times `Diag(h) W1`, a chain of rectangular matrices
+/// takes its cheapest order, and `A B x` is `A (B x)`; the numbers stay the
+/// interpreter's.
 #[test]
 fn product_chains_take_their_cheapest_grouping() {
     let cases = [
@@ -370,6 +371,18 @@ fn product_chains_take_their_cheapest_grouping() {
             "product",
             // A·(B·C) at m = 4, n = 60: 4·60·4 + 60·4·4, where (A·B)·C costs 2·60·4·60.
             2.0 * 4.0 * 60.0 * 4.0,
+        ),
+        (
+            // The product A·B is shared by the value, (A B) x, and the gradient,
+            // 2 (A B)ᵀ (A B) x: both regroup into matrix–vector products, and
+            // A·B is not computed at all.
+            "norm2(A*B*x)^2",
+            "A: matrix(n, n); B: matrix(n, n); x: vector(n)",
+            "x",
+            1,
+            vec![("n", 60)],
+            "product 60×60×1",
+            4.0 * 60.0 * 60.0,
         ),
     ];
     for (expr, decl, wrt, order, dims, must, max_macs) in cases {

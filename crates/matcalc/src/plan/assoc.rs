@@ -100,10 +100,11 @@ pub(crate) fn reassociate(
         }
         let mut absorbed = Vec::new();
         let mut now = 0.0;
-        let Some(items) = ch.flatten(id, false, true, &mut absorbed, &mut now) else {
+        let Some(items) = ch.flatten(id, false, None, &mut absorbed, &mut now) else {
             continue;
         };
-        inside.extend(absorbed);
+        // Shared nodes may still head chains of their own.
+        inside.extend(absorbed.into_iter().filter(|a| ch.uses.get(a) == Some(&1)));
         let Some(best) = ch.best(&items) else {
             continue;
         };
@@ -177,10 +178,14 @@ impl Chains<'_> {
         }
     }
 
-    /// Rows and columns of a matrix item.
+    /// Rows and columns of a matrix item; a vector is a column (`t`: a row).
     fn extents(&self, id: Id, t: bool) -> Option<(f64, f64)> {
         let s = self.g.shape(id);
-        let (r, c) = (self.size(s[0])?, self.size(s[1])?);
+        let (r, c) = match s.len() {
+            1 => (self.size(s[0])?, 1.0),
+            2 => (self.size(s[0])?, self.size(s[1])?),
+            _ => return None,
+        };
         Some(if t { (c, r) } else { (r, c) })
     }
 
@@ -188,6 +193,22 @@ impl Chains<'_> {
         let Node::Mul(a, b, s1, s2, s3) = self.g.node(id) else {
             return Kind::Other;
         };
+        // A matrix times a vector (as a column: vᵀM is Mᵀv), or a dot product
+        // (a row times a column).
+        if s3.len() <= 1 && s1.len() + s2.len() == 2 + s3.len() {
+            for (m, sm, v, sv) in [(*a, s1, *b, s2), (*b, s2, *a, s1)] {
+                if sv.len() != 1 || s3.contains(&sv[0]) || !sm.contains(&sv[0]) {
+                    continue;
+                }
+                if s3.is_empty() && sm.len() == 1 {
+                    return Kind::Product((m, true), (v, false));
+                }
+                if s3.len() == 1 && sm.len() == 2 && sm.contains(&s3[0]) && s3[0] != sv[0] {
+                    return Kind::Product((m, sm[0] == sv[0]), (v, false));
+                }
+            }
+            return Kind::Other;
+        }
         if s3.len() != 2 {
             return Kind::Other;
         }
@@ -227,19 +248,38 @@ impl Chains<'_> {
 
     /// The factors of `id` read with orientation `t`; `absorbed` collects the
     /// inner nodes, `cost` adds up the multiply-adds of the present grouping.
-    fn flatten(&self, id: Id, t: bool, top: bool, absorbed: &mut Vec<Id>, cost: &mut f64) -> Option<Vec<Item>> {
-        let open = top || (self.uses.get(&id) == Some(&1) && !self.roots.contains(&id) && !self.batched.contains(&id));
-        let mut items = match (open, self.kind(id)) {
+    /// The factors of `id` read with orientation `t`; `absorbed` collects the
+    /// inner nodes, `cost` adds up the multiply-adds of the present grouping,
+    /// a node shared with other users counting for its `share` (a product used
+    /// twice, as `(A B) x` and `(A B)ᵀ r` in a gradient, is opened by both
+    /// chains, each paying half of it; when both regroup it is not computed).
+    fn flatten(
+        &self,
+        id: Id,
+        t: bool,
+        share: Option<f64>,
+        absorbed: &mut Vec<Id>,
+        cost: &mut f64,
+    ) -> Option<Vec<Item>> {
+        let uses = self.uses.get(&id).copied().unwrap_or(1).max(1);
+        let inner = !self.roots.contains(&id) && !self.batched.contains(&id);
+        let (top, share) = match share {
+            None => (true, 1.0),
+            Some(s) => (false, s / uses as f64),
+        };
+        let kind = self.kind(id);
+        let open = top || (inner && (uses == 1 || matches!(kind, Kind::Product(..))));
+        let mut items = match (open, kind) {
             (true, Kind::Product((l, tl), (r, tr))) => {
                 let (m, k) = self.extents(l, tl)?;
                 let (_, n) = self.extents(r, tr)?;
-                *cost += m * k * n;
-                let mut v = self.flatten(l, tl, false, absorbed, cost)?;
-                v.extend(self.flatten(r, tr, false, absorbed, cost)?);
+                *cost += m * k * n * share;
+                let mut v = self.flatten(l, tl, Some(share), absorbed, cost)?;
+                v.extend(self.flatten(r, tr, Some(share), absorbed, cost)?);
                 v
             }
             (true, Kind::Scaling { v, m, t: tm, row }) => {
-                let inner = self.flatten(m, tm, false, absorbed, cost)?;
+                let inner = self.flatten(m, tm, Some(share), absorbed, cost)?;
                 if row {
                     std::iter::once(Item::Diag(v)).chain(inner).collect()
                 } else {
@@ -315,7 +355,11 @@ impl Chains<'_> {
 fn build_chain(out: &mut Graph, items: &[Item], split: &[Vec<usize>]) -> Id {
     let p = Chains::mats(items);
     let (id, t) = build(out, items, &p, split, 0, p.len() - 1);
-    let mut m = if t { transpose(out, id) } else { id };
+    let mut m = if t && out.order(id) == 2 {
+        transpose(out, id)
+    } else {
+        id
+    };
     // Diags before the first and after the last matrix.
     for &it in items[..p[0]].iter().rev() {
         if let Item::Diag(v) = it {
@@ -350,43 +394,71 @@ fn build(out: &mut Graph, items: &[Item], p: &[usize], split: &[Vec<usize>], i: 
     let mut r = right;
     for &it in items[p[s] + 1..p[s + 1]].iter().rev() {
         if let Item::Diag(v) = it {
-            let m = if r.1 { transpose(out, r.0) } else { r.0 };
+            let m = if r.1 && out.order(r.0) == 2 {
+                transpose(out, r.0)
+            } else {
+                r.0
+            };
             r = (scale(out, v, m, true), false);
         }
     }
     (matmul(out, left, r), false)
 }
 
-/// `L·R` for matrices read with orientations.
+/// `L·R` for matrices read with orientations; a vector on the left is a row,
+/// on the right a column (the product is then a vector, or a scalar).
 fn matmul(out: &mut Graph, (l, tl): (Id, bool), (r, tr): (Id, bool)) -> Id {
     let (a, k, c) = (0u8, 1u8, 2u8);
-    let sl = if tl { [k, a] } else { [a, k] };
-    let sr = if tr { [c, k] } else { [k, c] };
-    let rows = out.shape(l)[usize::from(tl)];
-    let cols = out.shape(r)[usize::from(!tr)];
+    let (mut so, mut shape) = (Vec::new(), Vec::new());
+    let sl: Vec<u8> = if out.order(l) == 1 {
+        vec![k]
+    } else {
+        so.push(a);
+        shape.push(out.shape(l)[usize::from(tl)]);
+        if tl {
+            vec![k, a]
+        } else {
+            vec![a, k]
+        }
+    };
+    let sr: Vec<u8> = if out.order(r) == 1 {
+        vec![k]
+    } else {
+        so.push(c);
+        shape.push(out.shape(r)[usize::from(!tr)]);
+        if tr {
+            vec![c, k]
+        } else {
+            vec![k, c]
+        }
+    };
     out.intern(
         Node::Mul(
             l,
             r,
             Labels::from_slice(&sl),
             Labels::from_slice(&sr),
-            Labels::from_slice(&[a, c]),
+            Labels::from_slice(&so),
         ),
-        vec![rows, cols],
+        shape,
     )
 }
 
-/// `Diag(v)·M` (`row`) or `M·Diag(v)`.
+/// `Diag(v)·M` (`row`) or `M·Diag(v)`; `v ⊙ m` for a vector `m`.
 fn scale(out: &mut Graph, v: Id, m: Id, row: bool) -> Id {
     let shape = out.shape(m).to_vec();
-    let lv = if row { [0u8] } else { [1u8] };
+    let (lv, lm): (&[u8], &[u8]) = match (out.order(m), row) {
+        (1, _) => (&[0], &[0]),
+        (_, true) => (&[0], &[0, 1]),
+        (_, false) => (&[1], &[0, 1]),
+    };
     out.intern(
         Node::Mul(
             v,
             m,
-            Labels::from_slice(&lv),
-            Labels::from_slice(&[0, 1]),
-            Labels::from_slice(&[0, 1]),
+            Labels::from_slice(lv),
+            Labels::from_slice(lm),
+            Labels::from_slice(lm),
         ),
         shape,
     )
