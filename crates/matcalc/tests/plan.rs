@@ -267,6 +267,19 @@ fn plan_reports_the_interpreters_errors() {
             assert!(e.message.contains("not finite"), "{expr} at {bad}: {}", e.message);
         }
     }
+    // A product that overflows: reported whether its reader propagates the
+    // infinity (sin: the product itself is not checked) or not (exp(−∞) = 0).
+    for expr in ["sum(sin(A*x))", "sum(exp(A*x))", "sum(exp(-(A*x)))", "sum(relu(A*B*x))"] {
+        let mut c = matcalc::compile(expr, "A: matrix(n, n); B: matrix(n, n)", &["x"], 1).unwrap();
+        let big = Tensor::from_vec(vec![2, 2], vec![1e300, 1e300, 1e300, 1e300]).unwrap();
+        let x = Tensor::from_vec(vec![2], vec![1e300, 1e300]).unwrap();
+        let e = c.eval(&[("A", &big), ("B", &big), ("x", &x)]).unwrap_err();
+        assert!(
+            e.message.contains("not finite") || e.message.contains("overflow"),
+            "{expr}: {}",
+            e.message
+        );
+    }
     let z = Tensor::from_vec(vec![3], vec![1.0, 2.0, 3.0]).unwrap();
     assert_eq!(c.eval(&[("X", &z)]).unwrap_err().kind, matcalc::ErrorKind::Value);
     assert_eq!(

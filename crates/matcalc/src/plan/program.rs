@@ -17,7 +17,7 @@ pub(crate) const MAX_AXES: usize = 16;
 pub(crate) const CHUNK: usize = 256;
 
 /// Where an operand's entries are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Src {
     /// A value of the program (an index into [`Program::val_buf`]).
     Val(u32),
