@@ -418,5 +418,13 @@ fn product_chains_take_their_cheapest_grouping() {
             macs <= max_macs * 1.001,
             "{expr}: {macs} multiply-adds > {max_macs}\n{summary}"
         );
+        if order == 2 {
+            // Memory: every buffer of the plan together, a small multiple of the Hessian.
+            let entries: usize = summary
+                .lines()
+                .find_map(|l| l.strip_prefix("buffers: ")?.strip_suffix(" entries")?.parse().ok())
+                .expect("a buffer count");
+            assert!(entries <= 4 * 100 * 100, "{expr}: {entries} buffer entries\n{summary}");
+        }
     }
 }

@@ -312,6 +312,8 @@ impl Program {
             out.push_str(&line);
             out.push('\n');
         }
+        let entries: usize = self.bufs.iter().map(Vec::len).sum::<usize>() + self.regs.len();
+        out.push_str(&format!("buffers: {entries} entries\n"));
         out
     }
 
