@@ -18,6 +18,9 @@ use crate::eval::interp::DimValues;
 use crate::ir::{Dim, Graph, Id, Labels, Node};
 use rustc_hash::{FxHashMap, FxHashSet};
 
+/// The longest chain (in matrices) that is regrouped.
+const MAX_CHAIN: usize = 40;
+
 /// A factor of a flattened chain, in the chain's orientation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Item {
@@ -320,6 +323,11 @@ impl Chains<'_> {
     fn best(&self, items: &[Item]) -> Option<(f64, Vec<Vec<usize>>)> {
         let p = Self::mats(items);
         let n = p.len();
+        // The recurrence is cubic in the chain's length (times the mirror
+        // test): longer chains keep the grouping they have.
+        if n > MAX_CHAIN {
+            return None;
+        }
         let ext: Vec<(f64, f64)> = p
             .iter()
             .map(|&q| match items[q] {
