@@ -811,13 +811,28 @@ pub fn evaluate(src: &Source, vals: Vec<(String, Tensor)>, opts: &EvalOptions) -
     if let Some(max) = opts.max_elements {
         interp::check_sizes(g, &roots, &dimv, max)?;
     }
-    let mut out = interp::evaluate(g, &roots, p.root, &var_values, &dimv)?;
-    let derivs = out.values.split_off(1);
+    // The compiled plan, as `matcalc eval` runs it (its errors are the interpreter's).
+    let named: Vec<(String, Tensor)> = g
+        .vars
+        .iter()
+        .zip(var_values)
+        .filter_map(|(v, t)| Some((v.name.clone(), t?)))
+        .collect();
+    let used: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let keys: Vec<String> = ds.iter().map(codegen::derivative_key).collect();
+    let mut compiled = crate::Compiled::new(p, ds);
+    compiled.set_dims(&opts.dims);
+    let out = compiled.eval(&used)?;
+    let value = out.value().to_tensor();
+    let derivatives = (0..out.len())
+        .map(|i| (keys[i].clone(), out.derivative(i).to_tensor()))
+        .collect();
+    let warnings = out.warnings().map(str::to_string).collect();
     Ok(Evaluation {
-        value: out.values.remove(0),
-        derivatives: ds.iter().map(codegen::derivative_key).zip(derivs).collect(),
-        ds,
-        warnings: out.warnings,
+        value,
+        derivatives,
+        ds: compiled.derivatives().to_vec(),
+        warnings,
         ignored,
     })
 }
