@@ -324,16 +324,35 @@ fn plan_matches_interpreter_at_larger_sizes() {
         ),
     ];
     for (expr, decl, wrt, order, dims) in problems {
-        let mut p = Problem::new(expr, decl).unwrap();
-        let ds = p.derive(&[wrt.to_string()], order).unwrap();
-        let mut c = Compiled::new(p.clone(), ds);
-        let explicit: Vec<(String, usize)> = dims.iter().map(|(n, v)| (n.to_string(), *v)).collect();
-        let mut rng = StdRng::seed_from_u64(5);
-        let dv = sample_dims(&p.graph, &explicit, &mut rng);
-        let vals = sample_values(&p.graph, p.root, &dv, &mut rng);
-        compare(&p, &mut c, &vals, &dv).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        let (p, mut c, dv) = compiled_and_compared(expr, decl, wrt, order, &dims, 5);
         compare_batched(&p, &mut c, wrt, 6, &dv).unwrap_or_else(|e| panic!("{expr} (batched): {e}"));
     }
+}
+
+/// Compile `expr` with its derivatives of `order` by `wrt` (none for order 0),
+/// check it against the interpreter at random values with the sizes `dims`,
+/// and return it with the sizes drawn.
+fn compiled_and_compared(
+    expr: &str,
+    decl: &str,
+    wrt: &str,
+    order: usize,
+    dims: &[(&str, usize)],
+    seed: u64,
+) -> (Problem, Compiled, Vec<Option<usize>>) {
+    let mut p = Problem::new(expr, decl).unwrap();
+    let ds = if order == 0 {
+        Vec::new()
+    } else {
+        p.derive(&[wrt.to_string()], order).unwrap()
+    };
+    let mut c = Compiled::new(p.clone(), ds);
+    let explicit: Vec<(String, usize)> = dims.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dv = sample_dims(&p.graph, &explicit, &mut rng);
+    let vals = sample_values(&p.graph, p.root, &dv, &mut rng);
+    compare(&p, &mut c, &vals, &dv).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    (p, c, dv)
 }
 
 /// Multiply-adds of the plan's products, from its summary (a symmetric
@@ -399,18 +418,7 @@ fn product_chains_take_their_cheapest_grouping() {
         ),
     ];
     for (expr, decl, wrt, order, dims, must, max_macs) in cases {
-        let mut p = Problem::new(expr, decl).unwrap();
-        let ds = if order == 0 {
-            Vec::new()
-        } else {
-            p.derive(&[wrt.to_string()], order).unwrap()
-        };
-        let mut c = Compiled::new(p.clone(), ds);
-        let explicit: Vec<(String, usize)> = dims.iter().map(|(n, v)| (n.to_string(), *v)).collect();
-        let mut rng = StdRng::seed_from_u64(9);
-        let dv = sample_dims(&p.graph, &explicit, &mut rng);
-        let vals = sample_values(&p.graph, p.root, &dv, &mut rng);
-        compare(&p, &mut c, &vals, &dv).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        let (_, c, _) = compiled_and_compared(expr, decl, wrt, order, &dims, 9);
         let summary = c.plan_summary();
         assert!(summary.contains(must), "{expr}:\n{summary}");
         let macs = product_macs(&summary);

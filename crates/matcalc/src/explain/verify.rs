@@ -50,13 +50,17 @@ const EXACT: f64 = 1e-6;
 /// exp and tanh) leave 1e-4 of truncation at every step.
 const FINITE: f64 = 1e-3;
 
-fn rel(a: &Tensor, b: &Tensor) -> f64 {
-    let scale = a
-        .data()
+/// The scale relative errors are measured against: the largest magnitude of either side.
+fn scale(a: &Tensor, b: &Tensor) -> f64 {
+    a.data()
         .iter()
         .chain(b.data())
         .fold(0.0f64, |m, v| m.max(v.abs()))
-        .max(1e-8);
+        .max(1e-8)
+}
+
+fn rel(a: &Tensor, b: &Tensor) -> f64 {
+    let scale = scale(a, b);
     a.data()
         .iter()
         .zip(b.data())
@@ -191,13 +195,7 @@ impl Explanation {
             // differenced, over the step (relative to the derivative's scale
             // as `rel` measures it). Large values with a small differential
             // (cancellation) get that much slack, as the derivative checks do.
-            let scale = value
-                .data()
-                .iter()
-                .chain(d.data())
-                .fold(0.0f64, |m, v| m.max(v.abs()))
-                .max(1e-8);
-            let noise = 16.0 * f64::EPSILON * fmax / (h * scale);
+            let noise = 16.0 * f64::EPSILON * fmax / (h * scale(value, &d));
             best = best.min((rel(value, &d) - noise).max(0.0));
             if best <= FINITE {
                 break;

@@ -142,6 +142,18 @@ pub(crate) enum Step {
     },
 }
 
+impl Step {
+    /// The value the step writes.
+    fn out(&self) -> u32 {
+        match self {
+            Step::Fused(f) => f.out,
+            Step::Reduce(r) => r.out,
+            Step::Gemm(g) => g.out,
+            Step::Lu { out, .. } | Step::Lse { out, .. } => *out,
+        }
+    }
+}
+
 /// A lowered program with its buffers.
 #[derive(Debug)]
 pub(crate) struct Program {
@@ -230,52 +242,30 @@ impl Program {
             ..
         } = self;
         for step in steps.iter_mut() {
-            // The fused loops, sums and products run here, not in closures,
-            // so that they are compiled under this function's vector extensions.
-            let out = match step {
-                Step::Fused(f) => f.out,
-                Step::Reduce(r) => r.out,
-                Step::Gemm(g) => g.out,
-                _ => u32::MAX,
-            };
-            if out != u32::MAX {
-                let ob = val_buf[out as usize] as usize;
-                let mut o = std::mem::take(&mut bufs[ob]);
-                let get = Reader { val_buf, bufs, inputs };
-                let ok = match step {
-                    Step::Fused(f) => run_fused(f, &mut o, &get, regs, warned),
-                    Step::Reduce(r) => run_reduce(r, &mut o, &get),
-                    Step::Gemm(g) => run_gemm(g, &mut o, &get),
-                    _ => unreachable!("steps with an output buffer"),
-                };
-                bufs[ob] = o;
-                if !ok {
-                    return false;
-                }
-                continue;
-            }
+            // Every step writes one value: its buffer is taken out of the pool
+            // for the step, so the inputs can be borrowed. The steps run here,
+            // not in closures, so that they are compiled under this function's
+            // vector extensions.
+            let ob = val_buf[step.out() as usize] as usize;
+            let mut o = std::mem::take(&mut bufs[ob]);
+            let get = Reader { val_buf, bufs, inputs };
             let ok = match step {
-                Step::Fused(_) | Step::Reduce(_) | Step::Gemm(_) => unreachable!("run above"),
+                Step::Fused(f) => run_fused(f, &mut o, &get, regs, warned),
+                Step::Reduce(r) => run_reduce(r, &mut o, &get),
+                Step::Gemm(g) => run_gemm(g, &mut o, &get),
                 Step::Lu {
                     kind,
                     a,
-                    out,
                     n,
                     batch,
                     work,
-                } => with_out(*out, val_buf, bufs, inputs, |o, get| {
-                    run_lu(*kind, get.get(*a), o, *n, *batch, &mut lu[*work])
-                }),
+                    ..
+                } => run_lu(*kind, get.get(*a), &mut o, *n, *batch, &mut lu[*work]),
                 Step::Lse {
-                    a,
-                    out,
-                    len,
-                    batch,
-                    softmax,
-                } => with_out(*out, val_buf, bufs, inputs, |o, get| {
-                    run_lse(get.get(*a), o, *len, *batch, *softmax)
-                }),
+                    a, len, batch, softmax, ..
+                } => run_lse(get.get(*a), &mut o, *len, *batch, *softmax),
             };
+            bufs[ob] = o;
             if !ok {
                 return false;
             }
@@ -337,23 +327,6 @@ impl<'a, 'v: 'a> Reader<'a, 'v> {
             Src::Var(i) => (self.inputs)(i),
         }
     }
-}
-
-/// Run `f` with the output buffer of value `out` (taken out of the pool for
-/// the call, so the inputs can be borrowed) and an operand reader.
-#[inline(always)]
-fn with_out<'v>(
-    out: u32,
-    val_buf: &[u32],
-    bufs: &mut [Vec<f64>],
-    inputs: &Inputs<'v>,
-    f: impl FnOnce(&mut [f64], &Reader<'_, 'v>) -> bool,
-) -> bool {
-    let ob = val_buf[out as usize] as usize;
-    let mut o = std::mem::take(&mut bufs[ob]);
-    let ok = f(&mut o, &Reader { val_buf, bufs, inputs });
-    bufs[ob] = o;
-    ok
 }
 
 /// Odometer over `outer` extents, calling `f` with the index vector; offsets are the caller's.

@@ -45,54 +45,46 @@ impl pulp::WithSimd for Apply<'_> {
     }
 }
 
-/// `dst[i] = x[i].sin()`.
-pub(crate) fn sin(x: &[f64], dst: &mut [f64]) {
+/// `dst = f(x)` for one of the functions: the vectorized kernel, then the
+/// standard library where the argument is outside the kernel's range.
+fn apply(which: Which, x: &[f64], dst: &mut [f64]) {
     Arch::new().dispatch(Apply {
-        which: Which::Sin,
+        which,
         x,
         dst: &mut *dst,
     });
-    fix_up(x, dst, |v| v.abs() <= TRIG_MAX, f64::sin);
+    match which {
+        Which::Sin => fix_up(x, dst, |v| v.abs() <= TRIG_MAX, f64::sin),
+        Which::Cos => fix_up(x, dst, |v| v.abs() <= TRIG_MAX, f64::cos),
+        Which::Exp => fix_up(x, dst, |v| v > EXP_MIN && v < EXP_MAX, f64::exp),
+        Which::Tanh => fix_up(x, dst, f64::is_finite, f64::tanh),
+        Which::Log => fix_up(x, dst, |v| (f64::MIN_POSITIVE..f64::INFINITY).contains(&v), f64::ln),
+    }
+}
+
+/// `dst[i] = x[i].sin()`.
+pub(crate) fn sin(x: &[f64], dst: &mut [f64]) {
+    apply(Which::Sin, x, dst)
 }
 
 /// `dst[i] = x[i].cos()`.
 pub(crate) fn cos(x: &[f64], dst: &mut [f64]) {
-    Arch::new().dispatch(Apply {
-        which: Which::Cos,
-        x,
-        dst: &mut *dst,
-    });
-    fix_up(x, dst, |v| v.abs() <= TRIG_MAX, f64::cos);
+    apply(Which::Cos, x, dst)
 }
 
 /// `dst[i] = x[i].exp()`.
 pub(crate) fn exp(x: &[f64], dst: &mut [f64]) {
-    Arch::new().dispatch(Apply {
-        which: Which::Exp,
-        x,
-        dst: &mut *dst,
-    });
-    fix_up(x, dst, |v| v > EXP_MIN && v < EXP_MAX, f64::exp);
+    apply(Which::Exp, x, dst)
 }
 
 /// `dst[i] = x[i].tanh()`.
 pub(crate) fn tanh(x: &[f64], dst: &mut [f64]) {
-    Arch::new().dispatch(Apply {
-        which: Which::Tanh,
-        x,
-        dst: &mut *dst,
-    });
-    fix_up(x, dst, f64::is_finite, f64::tanh);
+    apply(Which::Tanh, x, dst)
 }
 
 /// `dst[i] = x[i].ln()`.
 pub(crate) fn log(x: &[f64], dst: &mut [f64]) {
-    Arch::new().dispatch(Apply {
-        which: Which::Log,
-        x,
-        dst: &mut *dst,
-    });
-    fix_up(x, dst, |v| (f64::MIN_POSITIVE..f64::INFINITY).contains(&v), f64::ln);
+    apply(Which::Log, x, dst)
 }
 
 /// Recompute with `exact` where `ok` does not hold.
