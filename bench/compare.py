@@ -247,11 +247,20 @@ def torch_setup():
     try:
         import torch
     except ImportError:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "torch", "--index-url", "https://download.pytorch.org/whl/cpu"],
-            check=True,
-        )
+        # The CPU-only wheel when its index is reachable, else PyPI's (with CUDA libraries, several GB).
+        pip = [sys.executable, "-m", "pip", "install", "-q", "torch"]
+        if subprocess.run([*pip, "--index-url", "https://download.pytorch.org/whl/cpu"]).returncode != 0:
+            subprocess.run(pip, check=True)
         import torch
+    # The generated PyTorch code, run on every case of the suite and compared
+    # with matcalc's interpreter (crates/matcalc/tests/codegen.rs).
+    print("running the generated PyTorch code on the test cases …", file=sys.stderr)
+    subprocess.run(
+        ["cargo", "test", "-q", "--release", "-p", "matcalc", "--test", "codegen", "torch_matches_interpreter"],
+        cwd=ROOT,
+        env={**os.environ, "MATCALC_TORCH_PYTHON": sys.executable},
+        check=True,
+    )
     torch.set_num_threads(1)
     from torch.func import grad, hessian, vmap
 

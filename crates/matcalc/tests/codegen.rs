@@ -4,9 +4,13 @@
 //! interpreter ([`matcalc::eval::interp::evaluate`]) to 1e-8 relative; the
 //! generated Rust for a set of representative cases is built in one temporary
 //! crate (`target/codegen-test`, reused between runs) with faer 0.24 and
-//! compared the same way. The PyTorch modules are only generated and parsed
-//! here: PyPI's torch wheel is several GB, so the comparison script
-//! (`bench/compare.py --with-torch`) is what runs them.
+//! compared the same way. The PyTorch modules are always generated and
+//! parsed; they are run and compared like NumPy's when the Python in
+//! `MATCALC_TORCH_PYTHON` (default `python3`) imports torch. CI does not
+//! install torch (PyPI's wheel is several GB with its CUDA libraries):
+//! `python3 -m venv --system-site-packages /tmp/tv && /tmp/tv/bin/pip install
+//! torch`, then `MATCALC_TORCH_PYTHON=/tmp/tv/bin/python cargo test --test
+//! codegen torch`.
 //!
 //! All Python cases run in one interpreter (one driver script loading every
 //! module), so the whole suite costs seconds after the first build.
@@ -367,11 +371,8 @@ for item in items:
 json.dump(out, open(sys.argv[2], "w"))
 "#;
 
-fn python_has(module: &str) -> Result<(), String> {
-    match Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output()
-    {
+fn python_has(python: &str, module: &str) -> Result<(), String> {
+    match Command::new(python).args(["-c", &format!("import {module}")]).output() {
         Ok(o) if o.status.success() => Ok(()),
         Ok(o) => Err(String::from_utf8_lossy(&o.stderr)
             .trim()
@@ -415,7 +416,7 @@ fn parse_results(v: &Value) -> Results {
 /// Generate every case for a Python target, run them all in one interpreter,
 /// and compare. `check` names cases whose `check_grad` is also run, `jit`
 /// cases also run through `jax.jit`.
-fn run_python(target: Target, check: &[&str], jit: &[&str]) {
+fn run_python(python: &str, target: Target, check: &[&str], jit: &[&str]) {
     let start = Instant::now();
     let dir = scratch(&format!("codegen-{}", target.name()));
     let mut failures: Vec<String> = Vec::new();
@@ -470,7 +471,7 @@ fn run_python(target: Target, check: &[&str], jit: &[&str]) {
     let driver = dir.join("driver.py");
     std::fs::write(&input, serde_json::to_string(&items).unwrap()).unwrap();
     std::fs::write(&driver, DRIVER).unwrap();
-    let run = Command::new("python3")
+    let run = Command::new(python)
         .env("JAX_PLATFORMS", "cpu")
         .arg(&driver)
         .arg(&input)
@@ -532,10 +533,11 @@ fn run_python(target: Target, check: &[&str], jit: &[&str]) {
 
 #[test]
 fn numpy_matches_interpreter() {
-    if let Err(e) = python_has("numpy") {
+    if let Err(e) = python_has("python3", "numpy") {
         panic!("numpy is needed (scripts/test.sh installs it): {e}");
     }
     run_python(
+        "python3",
         Target::Numpy,
         &[
             "headline.mc",
@@ -553,11 +555,12 @@ fn numpy_matches_interpreter() {
 
 #[test]
 fn jax_matches_interpreter() {
-    if let Err(e) = python_has("jax") {
+    if let Err(e) = python_has("python3", "jax") {
         eprintln!("SKIPPED jax_matches_interpreter: `import jax` fails ({e}); `python3 -m pip install \"jax[cpu]\"`");
         return;
     }
     run_python(
+        "python3",
         Target::Jax,
         &["headline.mc", "logistic_loss_hess.mc"],
         &[
@@ -570,7 +573,7 @@ fn jax_matches_interpreter() {
     );
 }
 
-/// PyTorch: generated for every case and parsed (not run: see the module docs).
+/// PyTorch: generated for every case and parsed (run by `torch_matches_interpreter` when torch imports).
 #[test]
 fn torch_generates() {
     let dir = scratch("codegen-torch");
@@ -597,7 +600,7 @@ fn torch_generates() {
         files.push(path);
         n += 1;
     }
-    if python_has("ast").is_ok() {
+    if python_has("python3", "ast").is_ok() {
         let script = "import ast, sys\nfor f in sys.argv[1:]:\n    ast.parse(open(f).read(), f)\n";
         let out = Command::new("python3")
             .arg("-c")
@@ -608,6 +611,31 @@ fn torch_generates() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     eprintln!("torch: {n} modules generated and parsed");
+}
+
+/// PyTorch, run and compared on every case when torch imports (see the module docs).
+#[test]
+fn torch_matches_interpreter() {
+    let python = std::env::var("MATCALC_TORCH_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    if let Err(e) = python_has(&python, "torch") {
+        eprintln!("SKIPPED torch_matches_interpreter: `{python} -c 'import torch'` fails ({e}); see the module docs");
+        return;
+    }
+    run_python(
+        &python,
+        Target::Torch,
+        &[
+            "headline.mc",
+            "logistic_loss_hess.mc",
+            "ex_logdet.mc",
+            "softmax_xent.mc",
+            "symmetric_quad.mc",
+            "mixed_vec_mat.mc",
+            "third_order.mc",
+            "jac_softmax.mc",
+        ],
+        &[],
+    );
 }
 
 /// The Rust target: representative cases built in one crate and run.
