@@ -436,3 +436,38 @@ fn product_chains_take_their_cheapest_grouping() {
         }
     }
 }
+
+/// A gradient `Xᵀ·φ(X·w)` over a data matrix larger than the cache runs
+/// block by block of rows (each block of X read once for both products, see
+/// `plan/stream.rs`): the summary shows the products per block, and the
+/// numbers, a second evaluation (the sums restart) and a non-finite entry in
+/// a late row are the interpreter's. A sum over the rows that the row work
+/// reads (`sum(exp(X w))²`) keeps the steps whole.
+#[test]
+fn data_matrices_stream_once_per_gradient() {
+    let decl = "X: matrix(m, n); y: vector(m); w: vector(n)";
+    let dims = [("m", 3000), ("n", 100)];
+    for (expr, streamed) in [
+        ("sum(log(1 + exp(-y .* (X*w))))", true),
+        ("norm2(X*w - y)^2", true),
+        ("sum(exp(X*w))^2", false),
+    ] {
+        let (p, mut c, dv) = compiled_and_compared(expr, decl, "w", 1, &dims, 11);
+        let summary = c.plan_summary();
+        let products: Vec<&str> = summary.lines().filter(|l| l.starts_with("product ")).collect();
+        if streamed {
+            // 3000 rows of 800 bytes in blocks of 256 KiB: 327 rows, 10 blocks.
+            assert_eq!(products.len(), 20, "{expr}:\n{summary}");
+            assert!(products.contains(&"product 327×100×1"), "{expr}:\n{summary}");
+            assert!(products.contains(&"product 100×327×1"), "{expr}:\n{summary}");
+        } else {
+            assert_eq!(products.len(), 2, "{expr}:\n{summary}");
+        }
+        let mut rng = StdRng::seed_from_u64(12);
+        let mut vals = sample_values(&p.graph, p.root, &dv, &mut rng);
+        compare(&p, &mut c, &vals, &dv).unwrap_or_else(|e| panic!("{expr}, again: {e}"));
+        let x = p.graph.vars.iter().position(|v| v.name == "X").unwrap();
+        vals[x].as_mut().unwrap().data_mut()[2900 * 100 + 7] = f64::NAN;
+        compare(&p, &mut c, &vals, &dv).unwrap_or_else(|e| panic!("{expr}, NaN: {e}"));
+    }
+}

@@ -16,6 +16,7 @@
 //!   matrix–matrix products.
 
 use super::program::{Arg, Fused, Gemm, Leaf, LuKind, Op, Program, Reduce, Src, Step, CHUNK, MAX_AXES};
+use super::stream;
 use crate::error::{Error, ErrorKind, Result};
 use crate::eval::interp::DimValues;
 use crate::eval::linalg::LuWork;
@@ -515,12 +516,14 @@ impl<'g> Lowerer<'g> {
         let out = self.new_val(out_len);
         self.steps.push(Step::Reduce(Reduce {
             a: a.src,
+            a_off: 0,
             out,
             shape: sh,
             a_strides: st[0].clone(),
             out_strides: st[1].clone(),
             out_len,
             sums,
+            acc: false,
             check,
         }));
         out
@@ -539,10 +542,12 @@ impl<'g> Lowerer<'g> {
             let (sh, st) = simplify(&shape, &[row_major(&shape), strides]);
             self.steps.push(Step::Fused(Fused {
                 out,
+                out_off: 0,
                 shape: sh,
                 leaves: vec![Leaf {
                     src: s.src,
                     strides: st[1].clone(),
+                    off: 0,
                 }],
                 ops: vec![Op::Load(0)],
                 checked: vec![false],
@@ -573,6 +578,7 @@ impl<'g> Lowerer<'g> {
         let shape = self.shape(id).to_vec();
         let mut f = Fused {
             out: 0,
+            out_off: 0,
             shape: Vec::new(),
             leaves: Vec::new(),
             ops: Vec::new(),
@@ -714,7 +720,11 @@ impl<'g> Lowerer<'g> {
             }
         }
         let strides = acc.iter().map(|a| a.map_or(0, |p| stor.strides[p])).collect();
-        f.leaves.push(Leaf { src: stor.src, strides });
+        f.leaves.push(Leaf {
+            src: stor.src,
+            strides,
+            off: 0,
+        });
         Arg::R(Self::push(f, Op::Load(f.leaves.len() as u16 - 1), false))
     }
 
@@ -873,6 +883,7 @@ impl<'g> Lowerer<'g> {
             a: sa.src,
             b: sb.src,
             out: c_val,
+            off: [0; 3],
             m,
             n,
             k,
@@ -882,6 +893,7 @@ impl<'g> Lowerer<'g> {
             batch: bt,
             out_len: len,
             sym,
+            acc: false,
             check: c_ok,
         }));
         if c_ok {
@@ -957,6 +969,10 @@ impl<'g> Lowerer<'g> {
     }
 
     fn finish(mut self, roots: Vec<RootOut>) -> Lowered {
+        // Products that read a large matrix twice, around elementwise work
+        // on its rows, run block by block (buffers are assigned below, on
+        // the final order of the steps).
+        self.steps = stream::stream_rows(std::mem::take(&mut self.steps));
         let nv = self.vals.len();
         // Step that defines each value, and the last step that reads it.
         let mut def = vec![usize::MAX; nv];
@@ -1002,9 +1018,11 @@ impl<'g> Lowerer<'g> {
                 dying[last[v]].push(v as u32);
             }
         }
+        // A value written block by block gets its buffer at its first write.
+        let mut placed = vec![false; nv];
         for (i, s) in self.steps.iter().enumerate() {
             let v = writes(s) as usize;
-            if !self.vals[v].permanent {
+            if !self.vals[v].permanent && !std::mem::replace(&mut placed[v], true) {
                 let need = self.vals[v].len;
                 // Best fit: the smallest free buffer that is large enough, else the largest.
                 let pick = free

@@ -40,6 +40,7 @@
 mod assoc;
 mod lower;
 mod program;
+mod stream;
 mod vmath;
 
 use crate::error::{Error, ErrorKind, Result};

@@ -56,12 +56,16 @@ pub(crate) enum Op {
 pub(crate) struct Leaf {
     pub src: Src,
     pub strides: Vec<usize>,
+    /// Where entry 0 of the iteration space is.
+    pub off: usize,
 }
 
 /// A fused elementwise loop writing one value in row-major order.
 #[derive(Clone, Debug)]
 pub(crate) struct Fused {
     pub out: u32,
+    /// Where the first entry is written.
+    pub out_off: usize,
     /// The iteration space (simplified: unit axes dropped, contiguous ones merged).
     pub shape: Vec<usize>,
     pub leaves: Vec<Leaf>,
@@ -78,6 +82,8 @@ pub(crate) struct Fused {
 #[derive(Clone, Debug)]
 pub(crate) struct Reduce {
     pub a: Src,
+    /// Where `a`'s first entry is.
+    pub a_off: usize,
     pub out: u32,
     pub shape: Vec<usize>,
     pub a_strides: Vec<usize>,
@@ -85,6 +91,8 @@ pub(crate) struct Reduce {
     pub out_len: usize,
     /// Some axis is summed (so the output is zeroed and accumulated).
     pub sums: bool,
+    /// Add to the output instead of zeroing it first (a later block of a stream).
+    pub acc: bool,
     pub check: bool,
 }
 
@@ -94,6 +102,8 @@ pub(crate) struct Gemm {
     pub a: Src,
     pub b: Src,
     pub out: u32,
+    /// Where the first entries of A, B and C are.
+    pub off: [usize; 3],
     pub m: usize,
     pub n: usize,
     pub k: usize,
@@ -106,6 +116,8 @@ pub(crate) struct Gemm {
     pub out_len: usize,
     /// C is symmetric (C = Aᵀ·B with B = A scaled): compute the lower half and mirror.
     pub sym: bool,
+    /// C += A·B (a later block of a stream) instead of C = A·B.
+    pub acc: bool,
     pub check: bool,
 }
 
@@ -353,6 +365,7 @@ fn offset(idx: &[usize], strides: &[usize]) -> usize {
 #[inline(always)]
 fn run_fused(f: &mut Fused, out: &mut [f64], get: &Reader<'_, '_>, regs: &mut [f64], warned: &mut [bool]) -> bool {
     let Fused {
+        out_off,
         shape,
         leaves,
         ops,
@@ -372,7 +385,7 @@ fn run_fused(f: &mut Fused, out: &mut [f64], get: &Reader<'_, '_>, regs: &mut [f
         let into_out = !matches!(ops[last], Op::Load(_));
         let mut idx = [0usize; MAX_AXES];
         let mut ok = true;
-        let mut out_off = 0;
+        let mut out_off = *out_off;
         loop {
             let idx_outer = &idx[..rank - 1];
             let mut c0 = 0;
@@ -404,7 +417,7 @@ fn run_fused(f: &mut Fused, out: &mut [f64], get: &Reader<'_, '_>, regs: &mut [f
                             let leaf = &leaves[l as usize];
                             let data = get.get(leaf.src);
                             let st = leaf.strides[rank - 1];
-                            let base = offset(idx_outer, &leaf.strides[..rank - 1]) + c0 * st;
+                            let base = leaf.off + offset(idx_outer, &leaf.strides[..rank - 1]) + c0 * st;
                             match st {
                                 1 if oi != last => loaded_direct = Some((l, base)),
                                 1 => dst.copy_from_slice(&data[base..base + len]),
@@ -521,7 +534,7 @@ fn pow_chunk(p: f64, x: &[f64], dst: &mut [f64]) {
 fn run_reduce(r: &Reduce, out: &mut [f64], get: &Reader<'_, '_>) -> bool {
     let a = get.get(r.a);
     let out = &mut out[..r.out_len];
-    if r.sums {
+    if r.sums && !r.acc {
         out.fill(0.0);
     }
     let rank = r.shape.len();
@@ -530,7 +543,7 @@ fn run_reduce(r: &Reduce, out: &mut [f64], get: &Reader<'_, '_>) -> bool {
         let outer = &r.shape[..rank - 1];
         let mut idx = [0usize; MAX_AXES];
         loop {
-            let oa = offset(&idx[..rank - 1], &r.a_strides[..rank - 1]);
+            let oa = r.a_off + offset(&idx[..rank - 1], &r.a_strides[..rank - 1]);
             let oo = offset(&idx[..rank - 1], &r.out_strides[..rank - 1]);
             match (sa, so, r.sums) {
                 (1, 1, false) => out[oo..oo + n].copy_from_slice(&a[oa..oa + n]),
@@ -584,26 +597,29 @@ fn run_gemm(g: &Gemm, out: &mut [f64], get: &Reader<'_, '_>) -> bool {
         return true;
     }
     if k == 0 {
-        out.fill(0.0);
+        if !g.acc {
+            out.fill(0.0);
+        }
         return true;
     }
     let nb = g.batch.len();
     let extents: [usize; MAX_AXES] = std::array::from_fn(|i| g.batch.get(i).map_or(1, |b| b.0));
     let mut idx = [0usize; MAX_AXES];
     loop {
-        let (mut oa, mut ob, mut oc) = (0, 0, 0);
+        let [mut oa, mut ob, mut oc] = g.off;
         for (i, &(_, sa, sb, sc)) in g.batch.iter().enumerate() {
             oa += idx[i] * sa;
             ob += idx[i] * sb;
             oc += idx[i] * sc;
         }
         let done = if m == 1 && n == 1 {
-            out[oc] = dot(a, oa, g.a_s.1 as usize, b, ob, g.b_s.0 as usize, k);
+            let d = dot(a, oa, g.a_s.1 as usize, b, ob, g.b_s.0 as usize, k);
+            out[oc] = if g.acc { out[oc] + d } else { d };
             true
         } else if n == 1 {
-            gemv(a, oa, g.a_s, m, k, b, ob, g.b_s.0, out, oc, g.c_s.0)
+            gemv(a, oa, g.a_s, m, k, b, ob, g.b_s.0, out, oc, g.c_s.0, g.acc)
         } else if m == 1 {
-            gemv(b, ob, (g.b_s.1, g.b_s.0), n, k, a, oa, g.a_s.1, out, oc, g.c_s.1)
+            gemv(b, ob, (g.b_s.1, g.b_s.0), n, k, a, oa, g.a_s.1, out, oc, g.c_s.1, g.acc)
         } else {
             false
         };
@@ -624,11 +640,12 @@ fn run_gemm(g: &Gemm, out: &mut [f64], get: &Reader<'_, '_>) -> bool {
             // SAFETY: in bounds (checked above); the output does not alias the inputs
             // (the program gives every value written by a step its own buffer).
             let cv = unsafe { MatMut::from_raw_parts_mut(out.as_mut_ptr().add(oc), m, n, c_s.0, c_s.1) };
+            let accum = if g.acc { Accum::Add } else { Accum::Replace };
             if g.sym {
                 triangular::matmul(
                     cv,
                     triangular::BlockStructure::TriangularLower,
-                    Accum::Replace,
+                    accum,
                     av,
                     triangular::BlockStructure::Rectangular,
                     bv,
@@ -644,14 +661,24 @@ fn run_gemm(g: &Gemm, out: &mut [f64], get: &Reader<'_, '_>) -> bool {
                     }
                 }
             } else {
-                matmul(cv, Accum::Replace, av, bv, 1.0, Par::Seq);
+                matmul(cv, accum, av, bv, 1.0, Par::Seq);
             }
         }
         if nb == 0 || next_index(&mut idx[..nb], &extents[..nb]).is_none() {
             break;
         }
     }
-    !g.check || all_finite(out)
+    if !g.check {
+        return true;
+    }
+    // Only what this step wrote (a block of a stream writes a slice).
+    let written = if nb == 0 && g.c_s.0 >= 0 && g.c_s.1 >= 0 {
+        let end = g.off[2] + (m - 1) * g.c_s.0 as usize + (n - 1) * g.c_s.1 as usize + 1;
+        &out[g.off[2]..end.min(out.len())]
+    } else {
+        &out[..]
+    };
+    all_finite(written)
 }
 
 /// `y = M·v` for an `l×k` matrix `M` (strides `ms`) and vectors `v`, `y`
@@ -674,6 +701,7 @@ fn gemv(
     y: &mut [f64],
     oy: usize,
     ys: isize,
+    acc: bool,
 ) -> bool {
     if (vs != 1 && k > 1) || (ys != 1 && l > 1) {
         return false;
@@ -686,6 +714,7 @@ fn gemv(
             rs: ms.0 as usize,
             v,
             y,
+            acc,
         });
         true
     } else if ms.0 == 1 || l == 1 {
@@ -694,6 +723,7 @@ fn gemv(
             cs: ms.1 as usize,
             v,
             y,
+            acc,
         });
         true
     } else {
@@ -701,19 +731,30 @@ fn gemv(
     }
 }
 
-/// `y[i] = Σ_p m[i·rs + p]·v[p]`.
+/// `y[i] = Σ_p m[i·rs + p]·v[p]` (`+=` with `acc`).
 struct RowDots<'a> {
     m: &'a [f64],
     rs: usize,
     v: &'a [f64],
     y: &'a mut [f64],
+    acc: bool,
+}
+
+/// `y = s`, or `y += s` when accumulating.
+#[inline(always)]
+fn put(y: &mut [f64], s: &[f64], acc: bool) {
+    if acc {
+        y.iter_mut().zip(s).for_each(|(y, s)| *y += s);
+    } else {
+        y.copy_from_slice(s);
+    }
 }
 
 impl pulp::WithSimd for RowDots<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
-        let (m, rs, v, y) = (self.m, self.rs, self.v, self.y);
+        let (m, rs, v, y, acc) = (self.m, self.rs, self.v, self.y, self.acc);
         let k = v.len();
         let row = |i: usize| &m[i * rs..i * rs + k];
         // Four rows at a time: each entry of v is loaded once for four
@@ -737,11 +778,12 @@ impl pulp::WithSimd for RowDots<'_> {
                     *st = rt[q].mul_add(v[q], *st);
                 }
             }
-            y[i..i + 4].copy_from_slice(&s);
+            put(&mut y[i..i + 4], &s, acc);
             i += 4;
         }
         while i < y.len() {
-            y[i] = simd_dot(simd, row(i), v);
+            let d = simd_dot(simd, row(i), v);
+            y[i] = if acc { y[i] + d } else { d };
             i += 1;
         }
     }
@@ -804,12 +846,13 @@ fn simd_dot<S: pulp::Simd>(simd: S, a: &[f64], b: &[f64]) -> f64 {
     s
 }
 
-/// `y = Σ_p v[p]·m[p·cs ..][..len y]`.
+/// `y = Σ_p v[p]·m[p·cs ..][..len y]` (`+=` with `acc`).
 struct ColumnSums<'a> {
     m: &'a [f64],
     cs: usize,
     v: &'a [f64],
     y: &'a mut [f64],
+    acc: bool,
 }
 
 impl pulp::WithSimd for ColumnSums<'_> {
@@ -817,10 +860,13 @@ impl pulp::WithSimd for ColumnSums<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
         let (l, cs) = (self.y.len(), self.cs);
-        let (m, v, y) = (self.m, self.v, self.y);
+        let (m, v, y, acc) = (self.m, self.v, self.y, self.acc);
         if l * v.len() > 16_384 {
             // A large matrix: stream it once, in memory order, four columns
             // at a time (y stays in the L1 cache).
+            if !acc {
+                y.fill(0.0);
+            }
             stream_columns(m, cs, v, y);
             return;
         }
@@ -829,23 +875,24 @@ impl pulp::WithSimd for ColumnSums<'_> {
         // then narrower blocks for the rest.
         let mut i0 = 0;
         while i0 + 32 <= l {
-            y[i0..i0 + 32].copy_from_slice(&column_block::<32>(m, cs, v, i0));
+            put(&mut y[i0..i0 + 32], &column_block::<32>(m, cs, v, i0), acc);
             i0 += 32;
         }
         if i0 + 16 <= l {
-            y[i0..i0 + 16].copy_from_slice(&column_block::<16>(m, cs, v, i0));
+            put(&mut y[i0..i0 + 16], &column_block::<16>(m, cs, v, i0), acc);
             i0 += 16;
         }
         if i0 + 8 <= l {
-            y[i0..i0 + 8].copy_from_slice(&column_block::<8>(m, cs, v, i0));
+            put(&mut y[i0..i0 + 8], &column_block::<8>(m, cs, v, i0), acc);
             i0 += 8;
         }
         if i0 + 4 <= l {
-            y[i0..i0 + 4].copy_from_slice(&column_block::<4>(m, cs, v, i0));
+            put(&mut y[i0..i0 + 4], &column_block::<4>(m, cs, v, i0), acc);
             i0 += 4;
         }
         for (t, yi) in y[i0..].iter_mut().enumerate() {
-            *yi = column_block::<1>(m, cs, v, i0 + t)[0];
+            let s = column_block::<1>(m, cs, v, i0 + t)[0];
+            *yi = if acc { *yi + s } else { s };
         }
     }
 }
@@ -863,12 +910,11 @@ fn column_block<const W: usize>(m: &[f64], cs: usize, v: &[f64], i0: usize) -> [
     acc
 }
 
-/// `y = Σ_p v[p]·m[p·cs ..][..len y]` in one pass over `m`.
+/// `y += Σ_p v[p]·m[p·cs ..][..len y]` in one pass over `m`.
 #[inline(always)]
 fn stream_columns(m: &[f64], cs: usize, v: &[f64], y: &mut [f64]) {
     let (l, k) = (y.len(), v.len());
     let col = |p: usize| &m[p * cs..p * cs + l];
-    y.fill(0.0);
     let mut p = 0;
     while p + 4 <= k {
         let (c0, c1, c2, c3) = (col(p), col(p + 1), col(p + 2), col(p + 3));
@@ -951,7 +997,7 @@ mod tests {
 
     /// The hand-written matrix–vector kernels (row dots four rows at a time,
     /// column blocks of 32/16/8/4/1, streaming for large matrices) against a
-    /// plain loop, over sizes that exercise every tail.
+    /// plain loop, over sizes that exercise every tail, writing and adding.
     #[test]
     fn gemv_kernels_agree_with_a_plain_loop() {
         let sizes = [
@@ -973,20 +1019,24 @@ mod tests {
                     (((k + 3) & !3) as isize, 1, 2),
                     (((k + 3) & !3) as isize, 1, 3),
                 ] {
-                    let mut y = vec![f64::NAN; l];
-                    let done = gemv(&m, om, (ms, stride), l, k, &v, 0, 1, &mut y, 0, 1);
-                    assert!(done || l == 0 || k == 0, "{l}×{k} {ms},{stride}");
-                    if !done {
-                        continue;
-                    }
-                    for (i, yi) in y.iter().enumerate() {
-                        let want: f64 = (0..k)
-                            .map(|p| m[om + i * ms as usize + p * stride as usize] * v[p])
-                            .sum();
-                        assert!(
-                            (yi - want).abs() <= 1e-12 * (1.0 + want.abs()),
-                            "{l}×{k} {ms},{stride} row {i}: {yi} vs {want}"
-                        );
+                    for acc in [false, true] {
+                        let y0 = |i: usize| if acc { i as f64 - 2.5 } else { 0.0 };
+                        let mut y: Vec<f64> = (0..l).map(|i| if acc { y0(i) } else { f64::NAN }).collect();
+                        let done = gemv(&m, om, (ms, stride), l, k, &v, 0, 1, &mut y, 0, 1, acc);
+                        assert!(done || l == 0 || k == 0, "{l}×{k} {ms},{stride}");
+                        if !done {
+                            continue;
+                        }
+                        for (i, yi) in y.iter().enumerate() {
+                            let want: f64 = y0(i)
+                                + (0..k)
+                                    .map(|p| m[om + i * ms as usize + p * stride as usize] * v[p])
+                                    .sum::<f64>();
+                            assert!(
+                                (yi - want).abs() <= 1e-12 * (1.0 + want.abs()),
+                                "{l}×{k} {ms},{stride} acc {acc} row {i}: {yi} vs {want}"
+                            );
+                        }
                     }
                 }
             }
