@@ -471,3 +471,33 @@ fn data_matrices_stream_once_per_gradient() {
         compare(&p, &mut c, &vals, &dv).unwrap_or_else(|e| panic!("{expr}, NaN: {e}"));
     }
 }
+
+/// The headline gradient's elementwise work shares loops: `sin(b)`, `Σ z²`
+/// and `z ⊙ cos(b)` are one pass over b (z in a register, the sum kept by
+/// the loop), and the factor −2 is applied by the last product, not by a
+/// pass of its own. Batched, the loop after the second product also takes
+/// `z ⊙ cos(b)` across the per-point sums.
+#[test]
+fn elementwise_work_shares_loops() {
+    let decl = "W1: matrix(r, 100); W2: matrix(100, r); x: vector(100)";
+    let (p, c, _) = compiled_and_compared("norm2(sin(W2*cos(W1*x)))^2", decl, "x", 1, &[("r", 95)], 5);
+    let summary = c.plan_summary();
+    let lines: Vec<&str> = summary.lines().filter(|l| !l.starts_with("buffers")).collect();
+    assert_eq!(lines.len(), 7, "{summary}");
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("product ")).count(),
+        4,
+        "{summary}"
+    );
+    assert!(!summary.contains("sum over"), "{summary}");
+    assert!(lines[3].ends_with("over [100], 2 values"), "{summary}");
+    assert!(lines[6].starts_with("product "), "{summary}");
+    let mut c = Compiled::new(p.clone(), p.clone().derive(&["x".to_string()], 1).unwrap());
+    compare_batched(&p, &mut c, "x", 9, &[Some(95)]).unwrap();
+    let summary = c.plan_summary();
+    assert_eq!(
+        summary.lines().filter(|l| l.starts_with("fused loop")).count(),
+        3,
+        "{summary}"
+    );
+}

@@ -1334,6 +1334,22 @@ pub fn check_round_trip(
     round_trip_node(p, d, &format!("derivative (order {order}, by {wrt})"), dims, seed)
 }
 
+/// `t` with each entry moved by up to one part in 10¹², in a fixed
+/// pseudo-random direction per entry (a uniform scaling would keep the
+/// cancellations of a homogeneous expression).
+fn nudge(t: &Tensor) -> Tensor {
+    let d: Vec<f64> = t
+        .data()
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let r = ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f64 / (1u64 << 24) as f64;
+            x * (1.0 + 1e-12 * (2.0 * r - 1.0))
+        })
+        .collect();
+    Tensor::from_vec(t.shape().to_vec(), d).expect("same shape")
+}
+
 /// The node printed in the input language parses back (against [`DECLS`]) and
 /// evaluates to the same numbers at the same values (mapped by name).
 pub fn round_trip_node(
@@ -1378,6 +1394,20 @@ pub fn round_trip_node(
             .values
             .remove(0);
         let (ok, err) = close(got.data(), want.data(), 1e-8);
+        if got.shape() == want.shape() && !ok {
+            // Ill-conditioned here? If moving the inputs by parts in 10¹²
+            // moves the node's value at least as far as the printed form is
+            // off (a Hessian entry that is a difference of two large, nearly
+            // equal terms), the two evaluation orders differ by amplified
+            // rounding, not by a wrong formula.
+            let nudged: Vec<Option<Tensor>> = vals.iter().map(|t| t.as_ref().map(nudge)).collect();
+            if let Ok(mut w2) = evaluate(&p.graph, &[id], p.root, &nudged, &dv) {
+                let (_, spread) = close(want.data(), w2.values.remove(0).data(), 1e-8);
+                if err <= spread {
+                    continue;
+                }
+            }
+        }
         if got.shape() != want.shape() || !ok {
             return Err(format!(
                 "printed {kind} `{printed}` ({what}) evaluates differently \

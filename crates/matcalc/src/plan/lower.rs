@@ -15,7 +15,9 @@
 //!   then carry it as one more label, so matrix–vector products become
 //!   matrix–matrix products.
 
-use super::program::{Arg, Fused, Gemm, Leaf, LuKind, Op, Program, Reduce, Src, Step, CHUNK, MAX_AXES};
+use super::program::{
+    Arg, Extra, Fused, Gemm, Leaf, LuKind, Op, Program, Reduce, Src, Step, CHUNK, MAX_AXES, MAX_EXTRA,
+};
 use super::stream;
 use crate::error::{Error, ErrorKind, Result};
 use crate::eval::interp::DimValues;
@@ -543,6 +545,8 @@ impl<'g> Lowerer<'g> {
             self.steps.push(Step::Fused(Fused {
                 out,
                 out_off: 0,
+                extra: Vec::new(),
+                acc: false,
                 shape: sh,
                 leaves: vec![Leaf {
                     src: s.src,
@@ -579,6 +583,8 @@ impl<'g> Lowerer<'g> {
         let mut f = Fused {
             out: 0,
             out_off: 0,
+            extra: Vec::new(),
+            acc: false,
             shape: Vec::new(),
             leaves: Vec::new(),
             ops: Vec::new(),
@@ -894,6 +900,7 @@ impl<'g> Lowerer<'g> {
             out_len: len,
             sym,
             acc: false,
+            alpha: 1.0,
             check: c_ok,
         }));
         if c_ok {
@@ -968,34 +975,140 @@ impl<'g> Lowerer<'g> {
         pairs.len() == fx.len() && fx.iter().zip(fy).all(|(f, g)| pairs.contains(&(*f, *g)))
     }
 
+    /// A loop that only multiplies a product's result by a constant, the
+    /// product's only reader, is dropped: the product writes the loop's
+    /// value with the factor (`−2·W1ᵀ·v` is one product, not a product and a
+    /// pass over its result).
+    fn fold_factors(&mut self) {
+        let mut readers: FxHashMap<u32, usize> = FxHashMap::default();
+        for s in &self.steps {
+            step_reads(s, &mut |src| {
+                if let Src::Val(v) = src {
+                    *readers.entry(v).or_default() += 1;
+                }
+            });
+        }
+        let mut product_of: FxHashMap<u32, usize> = FxHashMap::default();
+        let mut drop = vec![false; self.steps.len()];
+        for (i, dropped) in drop.iter_mut().enumerate() {
+            match &self.steps[i] {
+                Step::Gemm(g) => {
+                    product_of.insert(g.out, i);
+                }
+                Step::Fused(f) => {
+                    let c = match f.ops[..] {
+                        [Op::Load(0), Op::Mul(Arg::K(c), Arg::R(0)) | Op::Mul(Arg::R(0), Arg::K(c))] => c,
+                        _ => continue,
+                    };
+                    let Src::Val(v) = f.leaves[0].src else { continue };
+                    let Some(&gi) = product_of.get(&v) else { continue };
+                    let len: usize = f.shape.iter().product();
+                    let Step::Gemm(g) = &self.steps[gi] else { continue };
+                    if readers[&v] != 1
+                        || self.vals[v as usize].permanent
+                        || f.leaves[0].strides != row_major(&f.shape)
+                        || len != g.out_len
+                        || !c.is_finite()
+                    {
+                        continue;
+                    }
+                    let (out, check) = (f.out, f.checked[1]);
+                    let Step::Gemm(g) = &mut self.steps[gi] else { continue };
+                    g.out = out;
+                    g.alpha *= c;
+                    g.check |= check;
+                    product_of.remove(&v);
+                    product_of.insert(out, gi);
+                    *dropped = true;
+                }
+                _ => {}
+            }
+        }
+        let mut i = 0;
+        self.steps.retain(|_| {
+            i += 1;
+            !drop[i - 1]
+        });
+    }
+
+    /// Neighbouring fused loops over the same iteration space become one
+    /// loop, and a sum of a loop's value over all of it becomes a sum the
+    /// loop keeps: `z = sin(b)`, `Σ z²` and `z ⊙ cos(b)` are one pass, with
+    /// `z` in a register. A loop reads a value of the loop it joins from the
+    /// register when it reads it in the loop's own order (else they stay
+    /// apart), and never a sum (complete only after the loop). Values that
+    /// no step reads any more are then not stored.
+    fn merge_loops(&mut self) {
+        let steps = std::mem::take(&mut self.steps);
+        let mut out: Vec<Step> = Vec::with_capacity(steps.len());
+        for s in steps {
+            let joined = match (out.last_mut(), &s) {
+                (Some(Step::Fused(f1)), Step::Fused(f2)) => join_loops(f1, f2),
+                (Some(Step::Fused(f1)), Step::Reduce(r)) => keep_sum(f1, r),
+                _ => false,
+            } || match &s {
+                // A loop may also join one a few steps back, when it reads
+                // nothing those steps write (it then runs before them).
+                Step::Fused(f2) => {
+                    let mut between: FxHashSet<u32> = FxHashSet::default();
+                    let mut done = false;
+                    for t in out.iter_mut().rev().take(4) {
+                        if let Step::Fused(f1) = t {
+                            let reads_between = f2
+                                .leaves
+                                .iter()
+                                .any(|l| matches!(l.src, Src::Val(v) if between.contains(&v)));
+                            if !reads_between && join_loops(f1, f2) {
+                                done = true;
+                                break;
+                            }
+                        }
+                        between.extend(t.outs());
+                    }
+                    done
+                }
+                _ => false,
+            };
+            if !joined {
+                out.push(s);
+            }
+        }
+        // Values read by no step and not results: not stored.
+        let mut read: FxHashSet<u32> = FxHashSet::default();
+        for s in &out {
+            step_reads(s, &mut |src| {
+                if let Src::Val(v) = src {
+                    read.insert(v);
+                }
+            });
+        }
+        for s in &mut out {
+            if let Step::Fused(f) = s {
+                self.max_ops = self.max_ops.max(f.ops.len());
+                f.extra
+                    .retain(|e| read.contains(&e.out) || self.vals[e.out as usize].permanent);
+            }
+        }
+        self.steps = out;
+    }
+
     fn finish(mut self, roots: Vec<RootOut>) -> Lowered {
         // Products that read a large matrix twice, around elementwise work
         // on its rows, run block by block (buffers are assigned below, on
         // the final order of the steps).
+        self.fold_factors();
+        self.merge_loops();
         self.steps = stream::stream_rows(std::mem::take(&mut self.steps));
         let nv = self.vals.len();
         // Step that defines each value, and the last step that reads it.
         let mut def = vec![usize::MAX; nv];
         let mut last = vec![0usize; nv];
-        let reads = |s: &Step, f: &mut dyn FnMut(Src)| match s {
-            Step::Fused(x) => x.leaves.iter().for_each(|l| f(l.src)),
-            Step::Reduce(r) => f(r.a),
-            Step::Gemm(g) => {
-                f(g.a);
-                f(g.b)
-            }
-            Step::Lu { a, .. } | Step::Lse { a, .. } => f(*a),
-        };
-        let writes = |s: &Step| match s {
-            Step::Fused(x) => x.out,
-            Step::Reduce(r) => r.out,
-            Step::Gemm(g) => g.out,
-            Step::Lu { out, .. } | Step::Lse { out, .. } => *out,
-        };
         for (i, s) in self.steps.iter().enumerate() {
-            def[writes(s) as usize] = i;
-            last[writes(s) as usize] = last[writes(s) as usize].max(i);
-            reads(s, &mut |src| {
+            for v in s.outs() {
+                def[v as usize] = i;
+                last[v as usize] = last[v as usize].max(i);
+            }
+            step_reads(s, &mut |src| {
                 if let Src::Val(v) = src {
                     last[v as usize] = last[v as usize].max(i);
                 }
@@ -1021,8 +1134,11 @@ impl<'g> Lowerer<'g> {
         // A value written block by block gets its buffer at its first write.
         let mut placed = vec![false; nv];
         for (i, s) in self.steps.iter().enumerate() {
-            let v = writes(s) as usize;
-            if !self.vals[v].permanent && !std::mem::replace(&mut placed[v], true) {
+            for v in s.outs() {
+                let v = v as usize;
+                if self.vals[v].permanent || std::mem::replace(&mut placed[v], true) {
+                    continue;
+                }
                 let need = self.vals[v].len;
                 // Best fit: the smallest free buffer that is large enough, else the largest.
                 let pick = free
@@ -1092,6 +1208,127 @@ impl<'g> Lowerer<'g> {
             warn_order,
             check_vars,
         }
+    }
+}
+
+/// Loop `f2` joined to the loop `f1` before it, when they run over the same
+/// space and `f2` reads `f1`'s values in that order (see `merge_loops`).
+fn join_loops(f1: &mut Fused, f2: &Fused) -> bool {
+    if f1.shape != f2.shape
+        || f1.ops.len() + f2.ops.len() > MAX_FUSED_OPS
+        || f1.extra.len() + f2.extra.len() + 1 > MAX_EXTRA
+    {
+        return false;
+    }
+    let order = row_major(&f1.shape);
+    let last1 = f1.ops.len() as u16 - 1;
+    // f1's values as f2 may read them: by value, the op computing them.
+    let mut mine: Vec<(u32, u16, bool)> = vec![(f1.out, last1, false)];
+    mine.extend(f1.extra.iter().map(|e| (e.out, e.op, e.sum)));
+    let mut leaf_op: Vec<Option<u16>> = Vec::with_capacity(f2.leaves.len());
+    for l in &f2.leaves {
+        let found = mine.iter().find(|m| Src::Val(m.0) == l.src);
+        match found {
+            None => leaf_op.push(None),
+            Some(&(_, op, false)) if l.strides == order && l.off == 0 => leaf_op.push(Some(op)),
+            Some(_) => return false,
+        }
+    }
+    if let Some(&Op::Load(l)) = f2.ops.last() {
+        if leaf_op[l as usize].is_some() {
+            // f2 only copies a value of f1.
+            return false;
+        }
+    }
+    let mut leaf_map: Vec<u16> = Vec::with_capacity(f2.leaves.len());
+    for (l, alias) in f2.leaves.iter().zip(&leaf_op) {
+        if alias.is_none() {
+            leaf_map.push(f1.leaves.len() as u16);
+            f1.leaves.push(l.clone());
+        } else {
+            leaf_map.push(u16::MAX);
+        }
+    }
+    // f1's last value becomes an extra output (dropped later if unread).
+    f1.extra.push(Extra {
+        op: last1,
+        out: f1.out,
+        sum: false,
+        check: false,
+    });
+    let mut op_map: Vec<u16> = Vec::with_capacity(f2.ops.len());
+    for (j, op) in f2.ops.iter().enumerate() {
+        let r = |a: u16| op_map[a as usize];
+        let arg = |a: Arg| match a {
+            Arg::R(x) => Arg::R(op_map[x as usize]),
+            k => k,
+        };
+        let new = match *op {
+            Op::Load(l) => match leaf_op[l as usize] {
+                Some(src_op) => {
+                    op_map.push(src_op);
+                    continue;
+                }
+                None => Op::Load(leaf_map[l as usize]),
+            },
+            Op::Fill(c) => Op::Fill(c),
+            Op::Map { f, a, warn } => Op::Map { f, a: r(a), warn },
+            Op::Pow { a, p, fix } => Op::Pow { a: r(a), p, fix },
+            Op::Add(a, b) => Op::Add(arg(a), arg(b)),
+            Op::Mul(a, b) => Op::Mul(arg(a), arg(b)),
+        };
+        f1.ops.push(new);
+        f1.checked.push(f2.checked[j]);
+        op_map.push(f1.ops.len() as u16 - 1);
+    }
+    f1.extra.extend(f2.extra.iter().map(|e| Extra {
+        op: op_map[e.op as usize],
+        ..e.clone()
+    }));
+    f1.out = f2.out;
+    f1.direct = vec![(u16::MAX, 0); f1.ops.len()];
+    true
+}
+
+/// The sum `r` of a value of loop `f` over all of it, kept by the loop.
+fn keep_sum(f: &mut Fused, r: &Reduce) -> bool {
+    let total: usize = f.shape.iter().product();
+    if !r.sums
+        || r.out_len != 1
+        || r.acc
+        || r.a_off != 0
+        || f.extra.len() + 1 > MAX_EXTRA
+        || r.shape.iter().product::<usize>() != total
+        || r.a_strides != row_major(&r.shape)
+    {
+        return false;
+    }
+    let op = if r.a == Src::Val(f.out) {
+        f.ops.len() as u16 - 1
+    } else if let Some(e) = f.extra.iter().find(|e| Src::Val(e.out) == r.a && !e.sum) {
+        e.op
+    } else {
+        return false;
+    };
+    f.extra.push(Extra {
+        op,
+        out: r.out,
+        sum: true,
+        check: r.check,
+    });
+    true
+}
+
+/// Calls `f` with every source step `s` reads.
+fn step_reads(s: &Step, f: &mut dyn FnMut(Src)) {
+    match s {
+        Step::Fused(x) => x.leaves.iter().for_each(|l| f(l.src)),
+        Step::Reduce(r) => f(r.a),
+        Step::Gemm(g) => {
+            f(g.a);
+            f(g.b)
+        }
+        Step::Lu { a, .. } | Step::Lse { a, .. } => f(*a),
     }
 }
 

@@ -60,12 +60,30 @@ pub(crate) struct Leaf {
     pub off: usize,
 }
 
-/// A fused elementwise loop writing one value in row-major order.
+/// Most values a fused loop writes besides its last op's.
+pub(crate) const MAX_EXTRA: usize = 4;
+
+/// A value a fused loop writes besides its last op's: another op's entries
+/// (in the loop's order, like the main output), or their sum.
+#[derive(Clone, Debug)]
+pub(crate) struct Extra {
+    pub op: u16,
+    pub out: u32,
+    pub sum: bool,
+    /// Check the sum for finiteness (the entries are checked as ops).
+    pub check: bool,
+}
+
+/// A fused elementwise loop writing its last op's value in row-major order
+/// (and the `extra` values).
 #[derive(Clone, Debug)]
 pub(crate) struct Fused {
     pub out: u32,
     /// Where the first entry is written.
     pub out_off: usize,
+    pub extra: Vec<Extra>,
+    /// Sums add to the values' current ones (a later block of a stream).
+    pub acc: bool,
     /// The iteration space (simplified: unit axes dropped, contiguous ones merged).
     pub shape: Vec<usize>,
     pub leaves: Vec<Leaf>,
@@ -118,6 +136,8 @@ pub(crate) struct Gemm {
     pub sym: bool,
     /// C += A·B (a later block of a stream) instead of C = A·B.
     pub acc: bool,
+    /// C = alpha·A·B (a constant factor of the product's only user).
+    pub alpha: f64,
     pub check: bool,
 }
 
@@ -155,7 +175,16 @@ pub(crate) enum Step {
 }
 
 impl Step {
-    /// The value the step writes.
+    /// The values the step writes.
+    pub fn outs(&self) -> impl Iterator<Item = u32> + '_ {
+        let extra: &[Extra] = match self {
+            Step::Fused(f) => &f.extra,
+            _ => &[],
+        };
+        std::iter::once(self.out()).chain(extra.iter().map(|e| e.out))
+    }
+
+    /// The value the step writes (its main one, for a fused loop).
     fn out(&self) -> u32 {
         match self {
             Step::Fused(f) => f.out,
@@ -260,9 +289,15 @@ impl Program {
             // vector extensions.
             let ob = val_buf[step.out() as usize] as usize;
             let mut o = std::mem::take(&mut bufs[ob]);
+            let mut extra: [Vec<f64>; MAX_EXTRA] = Default::default();
+            if let Step::Fused(f) = step {
+                for (e, x) in f.extra.iter().zip(&mut extra) {
+                    *x = std::mem::take(&mut bufs[val_buf[e.out as usize] as usize]);
+                }
+            }
             let get = Reader { val_buf, bufs, inputs };
             let ok = match step {
-                Step::Fused(f) => run_fused(f, &mut o, &get, regs, warned),
+                Step::Fused(f) => run_fused(f, &mut o, &mut extra, &get, regs, warned),
                 Step::Reduce(r) => run_reduce(r, &mut o, &get),
                 Step::Gemm(g) => run_gemm(g, &mut o, &get),
                 Step::Lu {
@@ -278,6 +313,11 @@ impl Program {
                 } => run_lse(get.get(*a), &mut o, *len, *batch, *softmax),
             };
             bufs[ob] = o;
+            if let Step::Fused(f) = step {
+                for (e, x) in f.extra.iter().zip(&mut extra) {
+                    bufs[val_buf[e.out as usize] as usize] = std::mem::take(x);
+                }
+            }
             if !ok {
                 return false;
             }
@@ -290,7 +330,15 @@ impl Program {
         let mut out = String::new();
         for s in &self.steps {
             let line = match s {
-                Step::Fused(f) => format!("fused loop: {} ops over {:?}", f.ops.len(), f.shape),
+                Step::Fused(f) => format!(
+                    "fused loop: {} ops over {:?}{}",
+                    f.ops.len(),
+                    f.shape,
+                    match f.extra.len() {
+                        0 => String::new(),
+                        n => format!(", {} values", n + 1),
+                    }
+                ),
                 Step::Reduce(r) => format!("{} over {:?}", if r.sums { "sum" } else { "copy" }, r.shape),
                 Step::Gemm(g) => format!(
                     "{}product {}×{}×{}{}",
@@ -363,9 +411,19 @@ fn offset(idx: &[usize], strides: &[usize]) -> usize {
 }
 
 #[inline(always)]
-fn run_fused(f: &mut Fused, out: &mut [f64], get: &Reader<'_, '_>, regs: &mut [f64], warned: &mut [bool]) -> bool {
+fn run_fused(
+    f: &mut Fused,
+    out: &mut [f64],
+    extra: &mut [Vec<f64>; MAX_EXTRA],
+    get: &Reader<'_, '_>,
+    regs: &mut [f64],
+    warned: &mut [bool],
+) -> bool {
+    let mut sums = [0.0f64; MAX_EXTRA];
     let Fused {
         out_off,
+        extra: extras,
+        acc,
         shape,
         leaves,
         ops,
@@ -378,6 +436,12 @@ fn run_fused(f: &mut Fused, out: &mut [f64], get: &Reader<'_, '_>, regs: &mut [f
         let inner = shape[rank - 1];
         let outer = &shape[..rank - 1];
         if shape.contains(&0) {
+            // Nothing to compute; empty sums are 0.
+            for (k, e) in extras.iter().enumerate() {
+                if e.sum && !*acc {
+                    extra[k][0] = 0.0;
+                }
+            }
             return true;
         }
         let last = ops.len() - 1;
@@ -461,11 +525,31 @@ fn run_fused(f: &mut Fused, out: &mut [f64], get: &Reader<'_, '_>, regs: &mut [f
                     let r = last * CHUNK;
                     out[out_off + c0..out_off + c0 + len].copy_from_slice(&regs[r..r + len]);
                 }
+                for (k, e) in extras.iter().enumerate() {
+                    let op = e.op as usize;
+                    let x: &[f64] = match direct[op] {
+                        (l, base) if l != u16::MAX => &get.get(leaves[l as usize].src)[base..base + len],
+                        _ if op == last => &out[out_off + c0..out_off + c0 + len],
+                        _ => &regs[op * CHUNK..op * CHUNK + len],
+                    };
+                    if e.sum {
+                        sums[k] += sum(x);
+                    } else {
+                        extra[k][out_off + c0..out_off + c0 + len].copy_from_slice(x);
+                    }
+                }
                 c0 += len;
             }
             out_off += inner;
             if next_index(&mut idx[..rank - 1], outer).is_none() {
                 break;
+            }
+        }
+        for (k, e) in extras.iter().enumerate().filter(|(_, e)| e.sum) {
+            let s = if *acc { extra[k][0] + sums[k] } else { sums[k] };
+            extra[k][0] = s;
+            if e.check && !s.is_finite() {
+                ok = false;
             }
         }
         ok
@@ -602,6 +686,10 @@ fn run_gemm(g: &Gemm, out: &mut [f64], get: &Reader<'_, '_>) -> bool {
         }
         return true;
     }
+    let store = Store {
+        acc: g.acc,
+        alpha: g.alpha,
+    };
     let nb = g.batch.len();
     let extents: [usize; MAX_AXES] = std::array::from_fn(|i| g.batch.get(i).map_or(1, |b| b.0));
     let mut idx = [0usize; MAX_AXES];
@@ -614,12 +702,12 @@ fn run_gemm(g: &Gemm, out: &mut [f64], get: &Reader<'_, '_>) -> bool {
         }
         let done = if m == 1 && n == 1 {
             let d = dot(a, oa, g.a_s.1 as usize, b, ob, g.b_s.0 as usize, k);
-            out[oc] = if g.acc { out[oc] + d } else { d };
+            store.one(&mut out[oc], d);
             true
         } else if n == 1 {
-            gemv(a, oa, g.a_s, m, k, b, ob, g.b_s.0, out, oc, g.c_s.0, g.acc)
+            gemv(a, oa, g.a_s, m, k, b, ob, g.b_s.0, out, oc, g.c_s.0, store)
         } else if m == 1 {
-            gemv(b, ob, (g.b_s.1, g.b_s.0), n, k, a, oa, g.a_s.1, out, oc, g.c_s.1, g.acc)
+            gemv(b, ob, (g.b_s.1, g.b_s.0), n, k, a, oa, g.a_s.1, out, oc, g.c_s.1, store)
         } else {
             false
         };
@@ -650,7 +738,7 @@ fn run_gemm(g: &Gemm, out: &mut [f64], get: &Reader<'_, '_>) -> bool {
                     triangular::BlockStructure::Rectangular,
                     bv,
                     triangular::BlockStructure::Rectangular,
-                    1.0,
+                    g.alpha,
                     Par::Seq,
                 );
                 for i in 0..m {
@@ -661,7 +749,7 @@ fn run_gemm(g: &Gemm, out: &mut [f64], get: &Reader<'_, '_>) -> bool {
                     }
                 }
             } else {
-                matmul(cv, accum, av, bv, 1.0, Par::Seq);
+                matmul(cv, accum, av, bv, g.alpha, Par::Seq);
             }
         }
         if nb == 0 || next_index(&mut idx[..nb], &extents[..nb]).is_none() {
@@ -701,7 +789,7 @@ fn gemv(
     y: &mut [f64],
     oy: usize,
     ys: isize,
-    acc: bool,
+    st: Store,
 ) -> bool {
     if (vs != 1 && k > 1) || (ys != 1 && l > 1) {
         return false;
@@ -714,7 +802,7 @@ fn gemv(
             rs: ms.0 as usize,
             v,
             y,
-            acc,
+            st,
         });
         true
     } else if ms.0 == 1 || l == 1 {
@@ -723,7 +811,7 @@ fn gemv(
             cs: ms.1 as usize,
             v,
             y,
-            acc,
+            st,
         });
         true
     } else {
@@ -737,16 +825,29 @@ struct RowDots<'a> {
     rs: usize,
     v: &'a [f64],
     y: &'a mut [f64],
-    acc: bool,
+    st: Store,
 }
 
-/// `y = s`, or `y += s` when accumulating.
-#[inline(always)]
-fn put(y: &mut [f64], s: &[f64], acc: bool) {
-    if acc {
-        y.iter_mut().zip(s).for_each(|(y, s)| *y += s);
-    } else {
-        y.copy_from_slice(s);
+/// How a product's result is stored: `y = α·s`, or `y += α·s` when accumulating.
+#[derive(Clone, Copy)]
+struct Store {
+    acc: bool,
+    alpha: f64,
+}
+
+impl Store {
+    #[inline(always)]
+    fn put(self, y: &mut [f64], s: &[f64]) {
+        y.iter_mut().zip(s).for_each(|(y, &s)| self.one(y, s));
+    }
+
+    #[inline(always)]
+    fn one(self, y: &mut f64, s: f64) {
+        *y = if self.acc {
+            self.alpha.mul_add(s, *y)
+        } else {
+            self.alpha * s
+        };
     }
 }
 
@@ -754,7 +855,7 @@ impl pulp::WithSimd for RowDots<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
-        let (m, rs, v, y, acc) = (self.m, self.rs, self.v, self.y, self.acc);
+        let (m, rs, v, y, st) = (self.m, self.rs, self.v, self.y, self.st);
         let k = v.len();
         let row = |i: usize| &m[i * rs..i * rs + k];
         // Four rows at a time: each entry of v is loaded once for four
@@ -778,12 +879,11 @@ impl pulp::WithSimd for RowDots<'_> {
                     *st = rt[q].mul_add(v[q], *st);
                 }
             }
-            put(&mut y[i..i + 4], &s, acc);
+            st.put(&mut y[i..i + 4], &s);
             i += 4;
         }
         while i < y.len() {
-            let d = simd_dot(simd, row(i), v);
-            y[i] = if acc { y[i] + d } else { d };
+            st.one(&mut y[i], simd_dot(simd, row(i), v));
             i += 1;
         }
     }
@@ -852,7 +952,7 @@ struct ColumnSums<'a> {
     cs: usize,
     v: &'a [f64],
     y: &'a mut [f64],
-    acc: bool,
+    st: Store,
 }
 
 impl pulp::WithSimd for ColumnSums<'_> {
@@ -860,14 +960,14 @@ impl pulp::WithSimd for ColumnSums<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
         let (l, cs) = (self.y.len(), self.cs);
-        let (m, v, y, acc) = (self.m, self.v, self.y, self.acc);
+        let (m, v, y, st) = (self.m, self.v, self.y, self.st);
         if l * v.len() > 16_384 {
             // A large matrix: stream it once, in memory order, four columns
             // at a time (y stays in the L1 cache).
-            if !acc {
+            if !st.acc {
                 y.fill(0.0);
             }
-            stream_columns(m, cs, v, y);
+            stream_columns(m, cs, v, y, st.alpha);
             return;
         }
         // A small one: blocks of y held in registers over all columns (each
@@ -875,24 +975,23 @@ impl pulp::WithSimd for ColumnSums<'_> {
         // then narrower blocks for the rest.
         let mut i0 = 0;
         while i0 + 32 <= l {
-            put(&mut y[i0..i0 + 32], &column_block::<32>(m, cs, v, i0), acc);
+            st.put(&mut y[i0..i0 + 32], &column_block::<32>(m, cs, v, i0));
             i0 += 32;
         }
         if i0 + 16 <= l {
-            put(&mut y[i0..i0 + 16], &column_block::<16>(m, cs, v, i0), acc);
+            st.put(&mut y[i0..i0 + 16], &column_block::<16>(m, cs, v, i0));
             i0 += 16;
         }
         if i0 + 8 <= l {
-            put(&mut y[i0..i0 + 8], &column_block::<8>(m, cs, v, i0), acc);
+            st.put(&mut y[i0..i0 + 8], &column_block::<8>(m, cs, v, i0));
             i0 += 8;
         }
         if i0 + 4 <= l {
-            put(&mut y[i0..i0 + 4], &column_block::<4>(m, cs, v, i0), acc);
+            st.put(&mut y[i0..i0 + 4], &column_block::<4>(m, cs, v, i0));
             i0 += 4;
         }
         for (t, yi) in y[i0..].iter_mut().enumerate() {
-            let s = column_block::<1>(m, cs, v, i0 + t)[0];
-            *yi = if acc { *yi + s } else { s };
+            st.one(yi, column_block::<1>(m, cs, v, i0 + t)[0]);
         }
     }
 }
@@ -910,22 +1009,22 @@ fn column_block<const W: usize>(m: &[f64], cs: usize, v: &[f64], i0: usize) -> [
     acc
 }
 
-/// `y += Σ_p v[p]·m[p·cs ..][..len y]` in one pass over `m`.
+/// `y += α·Σ_p v[p]·m[p·cs ..][..len y]` in one pass over `m`.
 #[inline(always)]
-fn stream_columns(m: &[f64], cs: usize, v: &[f64], y: &mut [f64]) {
+fn stream_columns(m: &[f64], cs: usize, v: &[f64], y: &mut [f64], alpha: f64) {
     let (l, k) = (y.len(), v.len());
     let col = |p: usize| &m[p * cs..p * cs + l];
     let mut p = 0;
     while p + 4 <= k {
         let (c0, c1, c2, c3) = (col(p), col(p + 1), col(p + 2), col(p + 3));
-        let (x0, x1, x2, x3) = (v[p], v[p + 1], v[p + 2], v[p + 3]);
+        let (x0, x1, x2, x3) = (alpha * v[p], alpha * v[p + 1], alpha * v[p + 2], alpha * v[p + 3]);
         for ((((yi, a), b), c), d) in y.iter_mut().zip(c0).zip(c1).zip(c2).zip(c3) {
             *yi = d.mul_add(x3, c.mul_add(x2, b.mul_add(x1, a.mul_add(x0, *yi))));
         }
         p += 4;
     }
     while p < k {
-        let x = v[p];
+        let x = alpha * v[p];
         for (yi, a) in y.iter_mut().zip(col(p)) {
             *yi = a.mul_add(x, *yi);
         }
@@ -1019,19 +1118,20 @@ mod tests {
                     (((k + 3) & !3) as isize, 1, 2),
                     (((k + 3) & !3) as isize, 1, 3),
                 ] {
-                    for acc in [false, true] {
+                    for (acc, alpha) in [(false, 1.0), (true, 1.0), (false, -2.0), (true, 0.5)] {
                         let y0 = |i: usize| if acc { i as f64 - 2.5 } else { 0.0 };
                         let mut y: Vec<f64> = (0..l).map(|i| if acc { y0(i) } else { f64::NAN }).collect();
-                        let done = gemv(&m, om, (ms, stride), l, k, &v, 0, 1, &mut y, 0, 1, acc);
+                        let done = gemv(&m, om, (ms, stride), l, k, &v, 0, 1, &mut y, 0, 1, Store { acc, alpha });
                         assert!(done || l == 0 || k == 0, "{l}×{k} {ms},{stride}");
                         if !done {
                             continue;
                         }
                         for (i, yi) in y.iter().enumerate() {
                             let want: f64 = y0(i)
-                                + (0..k)
-                                    .map(|p| m[om + i * ms as usize + p * stride as usize] * v[p])
-                                    .sum::<f64>();
+                                + alpha
+                                    * (0..k)
+                                        .map(|p| m[om + i * ms as usize + p * stride as usize] * v[p])
+                                        .sum::<f64>();
                             assert!(
                                 (yi - want).abs() <= 1e-12 * (1.0 + want.abs()),
                                 "{l}×{k} {ms},{stride} acc {acc} row {i}: {yi} vs {want}"

@@ -16,7 +16,7 @@
 //!
 //! * a matrix–vector product whose result rows are the rows (`Rows`),
 //! * a product contracting over the rows, summed over the blocks (`Contract`),
-//! * a one-axis fused loop over the rows (`Fused`),
+//! * a one-axis fused loop over the rows, possibly keeping sums over them (`Fused`),
 //! * a sum of a one-axis value over the rows (`Sum`),
 //!
 //! and reads the run's row values only at the block's own rows (stride 1),
@@ -75,12 +75,13 @@ fn reads(s: &Step, k: Kind) -> Vec<(Src, Option<usize>)> {
     }
 }
 
-fn writes(s: &Step) -> u32 {
+/// What step `s` (of kind `k`) writes, and whether each is a sum over the rows.
+fn writes(s: &Step, k: Kind) -> Vec<(u32, bool)> {
     match s {
-        Step::Fused(f) => f.out,
-        Step::Reduce(r) => r.out,
-        Step::Gemm(g) => g.out,
-        Step::Lu { out, .. } | Step::Lse { out, .. } => *out,
+        Step::Fused(f) => std::iter::once((f.out, false))
+            .chain(f.extra.iter().map(|e| (e.out, e.sum)))
+            .collect(),
+        _ => s.outs().map(|v| (v, matches!(k, Kind::Contract | Kind::Sum))).collect(),
     }
 }
 
@@ -109,14 +110,17 @@ fn run_at(steps: &[Step], i: usize) -> Option<(usize, usize, usize)> {
         if !ok {
             break;
         }
-        let out = writes(s);
-        if rows.contains(&out) || sums.contains(&out) {
+        let outs = writes(s, kd);
+        if outs.iter().any(|(v, _)| rows.contains(v) || sums.contains(v)) {
             break;
         }
-        match kd {
-            Kind::Rows | Kind::Fused => rows.insert(out),
-            Kind::Contract | Kind::Sum => sums.insert(out),
-        };
+        for (v, sum) in outs {
+            if sum {
+                sums.insert(v);
+            } else {
+                rows.insert(v);
+            }
+        }
         if let (Kind::Contract, Step::Gemm(g)) = (kd, s) {
             // Xᵀ·v (X as A, read along its rows) or vᵀ·X (X as B).
             let again = (g.a == g1.a && g.a_s == (g1.a_s.1, g1.a_s.0)) || (g.b == g1.a && g.b_s == g1.a_s);
@@ -138,6 +142,7 @@ fn block_of(s: &Step, k: Kind, r0: usize, len: usize) -> Step {
                 l.off += r0 * l.strides[0];
             }
             f.out_off += r0;
+            f.acc = r0 > 0;
         }
         (Step::Reduce(r), _) => {
             r.shape = vec![len];
