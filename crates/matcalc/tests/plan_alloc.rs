@@ -116,4 +116,16 @@ fn no_allocation_after_the_first_call() {
         &[("X", xm), ("y", y), ("w", w)],
         None,
     );
+    // A data matrix large enough to be read block by block of rows (3 MB).
+    let xm = tensor(&[4000, 100], 10);
+    let y = tensor(&[4000], 11);
+    let w = tensor(&[100], 12);
+    steady_state(
+        "sum(log(1 + exp(-y .* (X*w))))",
+        "X: matrix(m, n)",
+        &["w"],
+        1,
+        &[("X", xm), ("y", y), ("w", w)],
+        None,
+    );
 }
