@@ -870,10 +870,17 @@ impl pulp::WithSimd for RowDots<'_> {
         } else {
             0
         };
+        // A matrix larger than the L2 cache comes from memory: ask for the
+        // rows a few groups ahead while these are multiplied.
+        let ahead = if y.len() * rs > 1 << 16 {
+            (PREFETCH_ROWS * rs) as isize
+        } else {
+            0
+        };
         let mut i = 0;
         while i + 4 <= y.len() {
             let r = [row(i), row(i + 1), row(i + 2), row(i + 3)];
-            let mut s = dots4(simd, r.map(|x| &x[pre..]), &v[pre..]);
+            let mut s = dots4(simd, r.map(|x| &x[pre..]), &v[pre..], ahead);
             for (st, rt) in s.iter_mut().zip(&r) {
                 for q in 0..pre {
                     *st = rt[q].mul_add(v[q], *st);
@@ -889,16 +896,38 @@ impl pulp::WithSimd for RowDots<'_> {
     }
 }
 
+/// How many rows ahead the matrix–vector kernels ask for a large matrix's
+/// rows (measured on 10000×100: 10–15 % faster than none, better than 4, 8,
+/// 16 or 24).
+const PREFETCH_ROWS: usize = 12;
+
+/// Ask for the cache line at `p` (a hint: it never faults, whatever the address).
+#[inline(always)]
+fn prefetch(p: *const f64) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch instruction is a hint; it reads nothing and cannot fault.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Four dot products with the same right side (rows as long as `v`), two
 /// vector partial sums per row.
 #[inline(always)]
-fn dots4<S: pulp::Simd>(simd: S, r: [&[f64]; 4], v: &[f64]) -> [f64; 4] {
+fn dots4<S: pulp::Simd>(simd: S, r: [&[f64]; 4], v: &[f64], ahead: isize) -> [f64; 4] {
     let (vh, vt) = S::as_simd_f64s(v);
     let rh = r.map(|x| S::as_simd_f64s(x).0);
     let zero = simd.splat_f64s(0.0);
     let mut a = [[zero; 2]; 4];
     let pairs = vh.len() / 2;
     for p in 0..pairs {
+        if ahead != 0 {
+            for row in r {
+                prefetch(row.as_ptr().wrapping_offset(ahead + 8 * p as isize));
+            }
+        }
         let (x0, x1) = (vh[2 * p], vh[2 * p + 1]);
         for t in 0..4 {
             a[t][0] = simd.mul_add_e_f64s(rh[t][2 * p], x0, a[t][0]);
@@ -1014,8 +1043,17 @@ fn column_block<const W: usize>(m: &[f64], cs: usize, v: &[f64], i0: usize) -> [
 fn stream_columns(m: &[f64], cs: usize, v: &[f64], y: &mut [f64], alpha: f64) {
     let (l, k) = (y.len(), v.len());
     let col = |p: usize| &m[p * cs..p * cs + l];
+    // A matrix larger than the L2 cache comes from memory: ask for the
+    // columns (rows of the stored matrix) a few groups ahead.
+    let ahead = if l * k > 1 << 16 { PREFETCH_ROWS } else { 0 };
     let mut p = 0;
     while p + 4 <= k {
+        if ahead != 0 {
+            for q in p + ahead..(p + ahead + 4).min(k) {
+                let c = m[q * cs..].as_ptr();
+                (0..l).step_by(8).for_each(|j| prefetch(c.wrapping_add(j)));
+            }
+        }
         let (c0, c1, c2, c3) = (col(p), col(p + 1), col(p + 2), col(p + 3));
         let (x0, x1, x2, x3) = (alpha * v[p], alpha * v[p + 1], alpha * v[p + 2], alpha * v[p + 3]);
         for ((((yi, a), b), c), d) in y.iter_mut().zip(c0).zip(c1).zip(c2).zip(c3) {
