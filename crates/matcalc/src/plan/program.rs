@@ -872,7 +872,7 @@ impl pulp::WithSimd for RowDots<'_> {
         };
         // A matrix larger than the L2 cache comes from memory: ask for the
         // rows a few groups ahead while these are multiplied.
-        let ahead = if y.len() * rs > 1 << 16 {
+        let ahead = if y.len() * rs > 1 << 14 {
             (PREFETCH_ROWS * rs) as isize
         } else {
             0
