@@ -838,7 +838,11 @@ struct Store {
 impl Store {
     #[inline(always)]
     fn put(self, y: &mut [f64], s: &[f64]) {
-        y.iter_mut().zip(s).for_each(|(y, &s)| self.one(y, s));
+        if !self.acc && self.alpha == 1.0 {
+            y.copy_from_slice(s);
+        } else {
+            y.iter_mut().zip(s).for_each(|(y, &s)| self.one(y, s));
+        }
     }
 
     #[inline(always)]
@@ -880,7 +884,12 @@ impl pulp::WithSimd for RowDots<'_> {
         let mut i = 0;
         while i + 4 <= y.len() {
             let r = [row(i), row(i + 1), row(i + 2), row(i + 3)];
-            let mut s = dots4(simd, r.map(|x| &x[pre..]), &v[pre..], ahead);
+            let (r2, v2) = (r.map(|x| &x[pre..]), &v[pre..]);
+            let mut s = if ahead != 0 {
+                dots4::<S, true>(simd, r2, v2, ahead)
+            } else {
+                dots4::<S, false>(simd, r2, v2, 0)
+            };
             for (st, rt) in s.iter_mut().zip(&r) {
                 for q in 0..pre {
                     *st = rt[q].mul_add(v[q], *st);
@@ -916,14 +925,14 @@ fn prefetch(p: *const f64) {
 /// Four dot products with the same right side (rows as long as `v`), two
 /// vector partial sums per row.
 #[inline(always)]
-fn dots4<S: pulp::Simd>(simd: S, r: [&[f64]; 4], v: &[f64], ahead: isize) -> [f64; 4] {
+fn dots4<S: pulp::Simd, const PF: bool>(simd: S, r: [&[f64]; 4], v: &[f64], ahead: isize) -> [f64; 4] {
     let (vh, vt) = S::as_simd_f64s(v);
     let rh = r.map(|x| S::as_simd_f64s(x).0);
     let zero = simd.splat_f64s(0.0);
     let mut a = [[zero; 2]; 4];
     let pairs = vh.len() / 2;
     for p in 0..pairs {
-        if ahead != 0 {
+        if PF {
             for row in r {
                 prefetch(row.as_ptr().wrapping_offset(ahead + 8 * p as isize));
             }
