@@ -70,7 +70,21 @@ pub(crate) fn sweep(
             leaves.push((v, bar));
             continue;
         }
-        for (child, c) in pull_back(g, v, bar, p, dep) {
+        let steps = match softplus_of(g, v) {
+            // log(1 + exp(u)) is softplus(u), whose derivative is sigmoid(u):
+            // not exp(u) ⊘ (1 + exp(u)), which overflows for large u and hides
+            // the form a person writes (the logistic loss's Hessian is then
+            // Xᵀ Diag(σ ⊙ (1 − σ)) X). Only when the sweep may pass the
+            // inner nodes (an explanation that names them keeps the local rules).
+            Some((x, e, u)) if !is_leaf(g, x) && !is_leaf(g, e) => {
+                let q = g.order(v);
+                let (o, sv) = (Labels::range(0, p), Labels::range(p as u8, q));
+                let d = g.map(Func::Sigmoid, u);
+                vec![(u, g.mul(bar, d, o.concat(&sv), sv, o.concat(&sv)))]
+            }
+            _ => pull_back(g, v, bar, p, dep),
+        };
+        for (child, c) in steps {
             if dep[child.index()] && !g.is_zero(c) {
                 contribs.entry(child).or_default().push(c);
             }
@@ -247,6 +261,26 @@ pub(crate) fn identity_seed(g: &mut Graph, f: Id) -> Id {
     }
     let natural: Vec<u8> = (0..2 * p as u8).collect();
     g.reindex(t, Labels::from_slice(&labels), Labels::from_slice(&natural))
+}
+
+/// `(x, e, u)` when `v` is `log(x)`, `x = 1 + e` (either order) and `e = exp(u)`, `u` of
+/// `x`'s shape.
+fn softplus_of(g: &Graph, v: Id) -> Option<(Id, Id, Id)> {
+    let Node::Map(Func::Log, x) = *g.node(v) else {
+        return None;
+    };
+    let Node::Add(ts) = g.node(x) else { return None };
+    let [a, b] = ts[..] else { return None };
+    let one = |t: Id| matches!(g.node(t), Node::Const(c) | Node::Fill(c, _) if c.get() == 1.0);
+    let e = match (one(a), one(b)) {
+        (true, false) => b,
+        (false, true) => a,
+        _ => return None,
+    };
+    match *g.node(e) {
+        Node::Map(Func::Exp, u) if g.shape(u) == g.shape(x) => Some((x, e, u)),
+        _ => None,
+    }
 }
 
 /// f'(x) as a node of x's shape; `v` is the node `f(x)` itself (reused where the
