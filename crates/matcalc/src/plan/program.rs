@@ -594,6 +594,7 @@ fn map_chunk(f: Func, x: &[f64], dst: &mut [f64]) {
         Func::Exp => super::vmath::exp(x, dst),
         Func::Log => super::vmath::log(x, dst),
         Func::Tanh => super::vmath::tanh(x, dst),
+        Func::Sigmoid => super::vmath::sigmoid(x, dst),
         Func::Abs => map_with(x, dst, f64::abs),
         Func::Relu => map_with(x, dst, |v| v.max(0.0)),
         other => map_with(x, dst, |v| other.apply(v)),

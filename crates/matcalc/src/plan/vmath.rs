@@ -1,10 +1,11 @@
-//! Elementwise sin, cos, exp and tanh over slices, written without branches
+//! Elementwise sin, cos, exp, tanh, log and sigmoid over slices, written without branches
 //! so that the loops vectorize (compiled for AVX2/FMA when the CPU has it,
 //! through `pulp`'s runtime dispatch). They agree with the standard library
 //! to a few units in the last place: sin/cos reduce the argument by π/2 in
 //! three parts (Cody–Waite) and use fdlibm's kernel polynomials; exp uses
 //! fdlibm's polynomial and builds 2ᵏ from bits; tanh is Cephes' rational
-//! approximation near 0 and `1 − 2/(e^{2|x|} + 1)` elsewhere. Arguments
+//! approximation near 0 and `1 − 2/(e^{2|x|} + 1)` elsewhere; log is
+//! fdlibm's; sigmoid is the interpreter's formula on `exp(−|x|)`. Arguments
 //! outside the range where the reductions are exact (large, subnormal-
 //! producing or non-finite) are recomputed with the standard library.
 
@@ -28,6 +29,7 @@ enum Which {
     Exp,
     Tanh,
     Log,
+    Sigmoid,
 }
 
 impl pulp::WithSimd for Apply<'_> {
@@ -41,6 +43,7 @@ impl pulp::WithSimd for Apply<'_> {
             Which::Exp => dst.iter_mut().zip(x).for_each(|(d, &v)| *d = exp_kernel(v)),
             Which::Tanh => dst.iter_mut().zip(x).for_each(|(d, &v)| *d = tanh_kernel(v)),
             Which::Log => dst.iter_mut().zip(x).for_each(|(d, &v)| *d = log_kernel(v)),
+            Which::Sigmoid => dst.iter_mut().zip(x).for_each(|(d, &v)| *d = sigmoid_kernel(v)),
         }
     }
 }
@@ -59,6 +62,7 @@ fn apply(which: Which, x: &[f64], dst: &mut [f64]) {
         Which::Exp => fix_up(x, dst, |v| v > EXP_MIN && v < EXP_MAX, f64::exp),
         Which::Tanh => fix_up(x, dst, f64::is_finite, f64::tanh),
         Which::Log => fix_up(x, dst, |v| (f64::MIN_POSITIVE..f64::INFINITY).contains(&v), f64::ln),
+        Which::Sigmoid => fix_up(x, dst, |v| v.abs() < -EXP_MIN, sigmoid_exact),
     }
 }
 
@@ -80,6 +84,28 @@ pub(crate) fn exp(x: &[f64], dst: &mut [f64]) {
 /// `dst[i] = x[i].tanh()`.
 pub(crate) fn tanh(x: &[f64], dst: &mut [f64]) {
     apply(Which::Tanh, x, dst)
+}
+
+/// `dst[i] = 1 / (1 + exp(−x[i]))`.
+pub(crate) fn sigmoid(x: &[f64], dst: &mut [f64]) {
+    apply(Which::Sigmoid, x, dst)
+}
+
+/// The interpreter's sigmoid (`Func::Sigmoid`): no overflow on either side.
+fn sigmoid_exact(v: f64) -> f64 {
+    crate::ir::Func::Sigmoid.apply(v)
+}
+
+/// The same formula on `e = exp(−|v|)`: `1/(1 + e)` for v ≥ 0, `e/(1 + e)` below.
+#[inline(always)]
+fn sigmoid_kernel(v: f64) -> f64 {
+    let e = exp_kernel(-v.abs());
+    let r = 1.0 / (1.0 + e);
+    if v >= 0.0 {
+        r
+    } else {
+        e * r
+    }
 }
 
 /// `dst[i] = x[i].ln()`.
@@ -297,6 +323,7 @@ mod tests {
         compare(exp, f64::exp, &xs, 2.0);
         compare(tanh, f64::tanh, &xs, 3.0);
         compare(log, f64::ln, &xs, 2.0);
+        compare(sigmoid, sigmoid_exact, &xs, 4.0);
         let more: Vec<f64> = (1..20000)
             .map(|i| i as f64 * 1.37e-3)
             .chain((-300..300).map(|e| 1.7f64.powi(e)))
