@@ -77,10 +77,8 @@ pub(crate) fn sweep(
             // Xᵀ Diag(σ ⊙ (1 − σ)) X). Only when the sweep may pass the
             // inner nodes (an explanation that names them keeps the local rules).
             Some((x, e, u)) if !is_leaf(g, x) && !is_leaf(g, e) => {
-                let q = g.order(v);
-                let (o, sv) = (Labels::range(0, p), Labels::range(p as u8, q));
                 let d = g.map(Func::Sigmoid, u);
-                vec![(u, g.mul(bar, d, o.concat(&sv), sv, o.concat(&sv)))]
+                vec![(u, times_pointwise(g, bar, d, p))]
             }
             _ => pull_back(g, v, bar, p, dep),
         };
@@ -179,15 +177,13 @@ pub(crate) fn pull_back(g: &mut Graph, v: Id, bar: Id, p: usize, dep: &[bool]) -
         }
         Node::Map(f, x) => {
             let d = func_derivative(g, f, x, v);
-            let c = g.mul(bar, d, o.concat(&sv), sv, o.concat(&sv));
-            res.push((x, c));
+            res.push((x, times_pointwise(g, bar, d, p)));
         }
         Node::Pow(x, e) => {
             let e = e.get();
             let pw = g.pow(x, e - 1.0);
             let d = g.scale(e, pw);
-            let c = g.mul(bar, d, o.concat(&sv), sv, o.concat(&sv));
-            res.push((x, c));
+            res.push((x, times_pointwise(g, bar, d, p)));
         }
         Node::Inv(x) => {
             // Ā = −Vᵀ V̄ Vᵀ
@@ -261,6 +257,13 @@ pub(crate) fn identity_seed(g: &mut Graph, f: Id) -> Id {
     }
     let natural: Vec<u8> = (0..2 * p as u8).collect();
     g.reindex(t, Labels::from_slice(&labels), Labels::from_slice(&natural))
+}
+
+/// `bar ⊙ d` for an adjoint `bar` with `p` output axes in front of `d`'s
+/// (the chain rule through an elementwise function whose derivative is `d`).
+fn times_pointwise(g: &mut Graph, bar: Id, d: Id, p: usize) -> Id {
+    let (o, sd) = (Labels::range(0, p), Labels::range(p as u8, g.order(d)));
+    g.mul(bar, d, o.concat(&sd), sd, o.concat(&sd))
 }
 
 /// `(x, e, u)` when `v` is `log(x)`, `x = 1 + e` (either order) and `e = exp(u)`, `u` of

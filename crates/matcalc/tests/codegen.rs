@@ -38,6 +38,18 @@ const VALUE: &str = "<value>";
 /// Hessian, log-determinants, softmax cross-entropy, and one of each
 /// remaining node kind (inverse, determinant, literal, symmetric variable,
 /// order-3 tensors, elementwise functions with kinks).
+/// Cases whose generated `check_grad` is also run (NumPy and PyTorch).
+const CHECK_GRAD_CASES: &[&str] = &[
+    "headline.mc",
+    "logistic_loss_hess.mc",
+    "ex_logdet.mc",
+    "softmax_xent.mc",
+    "symmetric_quad.mc",
+    "mixed_vec_mat.mc",
+    "third_order.mc",
+    "jac_softmax.mc",
+];
+
 const RUST_CASES: &[&str] = &[
     "headline.mc",
     "headline_hess_x.mc",
@@ -537,21 +549,7 @@ fn numpy_matches_interpreter() {
     if let Err(e) = python_has("python3", "numpy") {
         panic!("numpy is needed (scripts/test.sh installs it): {e}");
     }
-    run_python(
-        "python3",
-        Target::Numpy,
-        &[
-            "headline.mc",
-            "logistic_loss_hess.mc",
-            "ex_logdet.mc",
-            "softmax_xent.mc",
-            "symmetric_quad.mc",
-            "mixed_vec_mat.mc",
-            "third_order.mc",
-            "jac_softmax.mc",
-        ],
-        &[],
-    );
+    run_python("python3", Target::Numpy, CHECK_GRAD_CASES, &[]);
 }
 
 #[test]
@@ -622,21 +620,7 @@ fn torch_matches_interpreter() {
         eprintln!("SKIPPED torch_matches_interpreter: `{python} -c 'import torch'` fails ({e}); see the module docs");
         return;
     }
-    run_python(
-        &python,
-        Target::Torch,
-        &[
-            "headline.mc",
-            "logistic_loss_hess.mc",
-            "ex_logdet.mc",
-            "softmax_xent.mc",
-            "symmetric_quad.mc",
-            "mixed_vec_mat.mc",
-            "third_order.mc",
-            "jac_softmax.mc",
-        ],
-        &[],
-    );
+    run_python(&python, Target::Torch, CHECK_GRAD_CASES, &[]);
 }
 
 /// The Rust target: representative cases built in one crate and run.

@@ -1042,31 +1042,9 @@ impl<'g> Lowerer<'g> {
         let steps = std::mem::take(&mut self.steps);
         let mut out: Vec<Step> = Vec::with_capacity(steps.len());
         for s in steps {
-            let joined = match (out.last_mut(), &s) {
-                (Some(Step::Fused(f1)), Step::Fused(f2)) => join_loops(f1, f2),
-                (Some(Step::Fused(f1)), Step::Reduce(r)) => keep_sum(f1, r),
-                _ => false,
-            } || match &s {
-                // A loop may also join one a few steps back, when it reads
-                // nothing those steps write (it then runs before them).
-                Step::Fused(f2) => {
-                    let mut between: FxHashSet<u32> = FxHashSet::default();
-                    let mut done = false;
-                    for t in out.iter_mut().rev().take(4) {
-                        if let Step::Fused(f1) = t {
-                            let reads_between = f2
-                                .leaves
-                                .iter()
-                                .any(|l| matches!(l.src, Src::Val(v) if between.contains(&v)));
-                            if !reads_between && join_loops(f1, f2) {
-                                done = true;
-                                break;
-                            }
-                        }
-                        between.extend(t.outs());
-                    }
-                    done
-                }
+            let joined = match (&s, out.last_mut()) {
+                (Step::Fused(f2), _) => join_back(&mut out, f2),
+                (Step::Reduce(r), Some(Step::Fused(f1))) => keep_sum(f1, r),
                 _ => false,
             };
             if !joined {
@@ -1209,6 +1187,26 @@ impl<'g> Lowerer<'g> {
             check_vars,
         }
     }
+}
+
+/// Loop `f2` joined to one of the last few loops of `out` (the last step
+/// first), when it reads nothing the steps after that loop write: it then
+/// runs before them.
+fn join_back(out: &mut [Step], f2: &Fused) -> bool {
+    let mut between: FxHashSet<u32> = FxHashSet::default();
+    for t in out.iter_mut().rev().take(4) {
+        if let Step::Fused(f1) = t {
+            let reads_between = f2
+                .leaves
+                .iter()
+                .any(|l| matches!(l.src, Src::Val(v) if between.contains(&v)));
+            if !reads_between && join_loops(f1, f2) {
+                return true;
+            }
+        }
+        between.extend(t.outs());
+    }
+    false
 }
 
 /// Loop `f2` joined to the loop `f1` before it, when they run over the same

@@ -875,9 +875,9 @@ impl pulp::WithSimd for RowDots<'_> {
         } else {
             0
         };
-        // A matrix larger than the L2 cache comes from memory: ask for the
-        // rows a few groups ahead while these are multiplied.
-        let ahead = if y.len() * rs > 1 << 14 {
+        // A matrix that may come from memory (a streamed block of rows is
+        // read here first): ask for the rows a few groups ahead.
+        let ahead = if y.len() * rs > PREFETCH_ROWDOTS_FROM {
             (PREFETCH_ROWS * rs) as isize
         } else {
             0
@@ -910,6 +910,14 @@ impl pulp::WithSimd for RowDots<'_> {
 /// rows (measured on 10000×100: 10–15 % faster than none, better than 4, 8,
 /// 16 or 24).
 const PREFETCH_ROWS: usize = 12;
+
+/// Entries from which the row-dot kernel prefetches (128 KiB: the row blocks
+/// of a streamed gradient, `plan/stream.rs`, come from memory there).
+const PREFETCH_ROWDOTS_FROM: usize = 1 << 14;
+
+/// Entries from which the column kernel prefetches (512 KiB, the L2 cache: a
+/// streamed block reaches it from the L2 cache, just read by the row dots).
+const PREFETCH_COLUMNS_FROM: usize = 1 << 16;
 
 /// Ask for the cache line at `p` (a hint: it never faults, whatever the address).
 #[inline(always)]
@@ -1055,7 +1063,11 @@ fn stream_columns(m: &[f64], cs: usize, v: &[f64], y: &mut [f64], alpha: f64) {
     let col = |p: usize| &m[p * cs..p * cs + l];
     // A matrix larger than the L2 cache comes from memory: ask for the
     // columns (rows of the stored matrix) a few groups ahead.
-    let ahead = if l * k > 1 << 16 { PREFETCH_ROWS } else { 0 };
+    let ahead = if l * k > PREFETCH_COLUMNS_FROM {
+        PREFETCH_ROWS
+    } else {
+        0
+    };
     let mut p = 0;
     while p + 4 <= k {
         if ahead != 0 {
